@@ -15,9 +15,9 @@ __all__ = [
     "DerainConfig",
     "DerainNet",
     "WeightsError",
+    "__version__",
     "default_weights_path",
     "load_default",
     "load_weights",
     "save_weights",
-    "__version__",
 ]

@@ -202,10 +202,8 @@ class DerainNet(nn.Module):
             raise ValueError(f"stages must be in 1..{self.config.stages}, got {T}")
         outputs = [x]  # newest first: O_{t-1}, ..., O_0
         for t in range(1, T + 1):
-            if t == 1 or not self.config.outer_dense:
-                inp = outputs[0]
-            else:
-                inp = self.stage_fusion[t - 2](outputs)
+            first = t == 1 or not self.config.outer_dense
+            inp = outputs[0] if first else self.stage_fusion[t - 2](outputs)
             rain = self.rs(self.dcdcb(_lrelu(self.fs(inp))))
             outputs.insert(0, x - rain)
         coarse = outputs[0]

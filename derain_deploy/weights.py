@@ -77,7 +77,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     try:
         version = int(meta.get("format_version", ""))
     except ValueError:
-        raise WeightsError(f"{path}: format_version {meta.get('format_version')!r} is not an integer") from None
+        found = meta.get("format_version")
+        raise WeightsError(f"{path}: format_version {found!r} is not an integer") from None
     if version > FORMAT_VERSION:
         raise WeightsError(
             f"{path}: weights format version {version} is newer than this derain-deploy reads "
