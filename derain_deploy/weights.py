@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .model import DerainConfig, DerainNet
 
@@ -41,12 +41,21 @@ def save_weights(model: DerainNet, path: str | Path, extra: dict[str, str] | Non
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=meta)
+        Path(tmp).write_bytes(_canonical(save(tensors, metadata=meta)))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _canonical(data: bytes) -> bytes:
+    """The same safetensors bytes with the JSON header's keys sorted: safetensors writes its
+    metadata in hash order, and equal weights must give equal files (and sha256 cache keys)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header to 8 bytes
+    return len(header).to_bytes(8, "little") + header + data[8 + n :]
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -30,6 +30,12 @@ def test_round_trip_is_bit_exact(tiny: DerainNet, tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp")), "no temporary file is left behind"
 
 
+def test_same_weights_give_identical_files(tiny: DerainNet, tmp_path: Path) -> None:
+    a = save_weights(tiny, tmp_path / "a.safetensors", extra={"b": "1", "a": "2", "c": "3"})
+    b = save_weights(load_weights(a), tmp_path / "b.safetensors", extra={"c": "3", "a": "2", "b": "1"})
+    assert a.read_bytes() == b.read_bytes()
+
+
 def test_file_is_plain_safetensors_without_pickle(tiny: DerainNet, tmp_path: Path) -> None:
     path = save_weights(tiny, tmp_path / "w.safetensors")
     data = path.read_bytes()

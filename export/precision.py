@@ -1,0 +1,143 @@
+"""FP16 and INT8 variants of the checked FP32 ONNX graph.
+
+FP16: ``onnxruntime.transformers.float16.convert_float_to_float16`` with ``keep_io_types``:
+every initializer and every op computes in FP16, with one Cast after the FP32 input and one
+before the FP32 output. Converting the already checked FP32 graph (rather than exporting a
+``.half()`` model) keeps one export path, keeps the shared weights stored once, needs no FP16
+eager kernels on the CPU, and ships with onnxruntime (no extra package; it is the maintained
+copy of onnxconverter-common's converter). TensorRT builds it strongly typed: FP16 is in the
+file, so no builder flag can silently fall back to FP32.
+
+INT8: static QDQ quantization with ``onnxruntime.quantization.quantize_static``: QUInt8
+activations (asymmetric), per-channel symmetric QInt8 weights, MinMax calibration on small
+rainy crops (Percentile/Entropy keep histograms of every activation and ran out of 24 GB on
+large crops). QDQ is the format TensorRT consumes for explicit INT8.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .onnx_export import ExportError, actual_counts
+
+CALIBRATION_CROP = (96, 96)
+CALIBRATION_FRAMES = 24
+
+
+def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """FP16 weights and arithmetic with FP32 input and output; checked structurally."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    before = actual_counts(proto)
+    with contextlib.redirect_stdout(io.StringIO()):
+        half = convert_float_to_float16(
+            onnx.ModelProto.FromString(proto.SerializeToString()), keep_io_types=True
+        )
+    _topological_sort(half.graph)  # the converter appends the input Cast at the end
+    check_fp16_structure(half, before.convs, before.initializers)
+    return half
+
+
+def _topological_sort(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` so every node follows its producers (stable otherwise)."""
+    produced = {o for n in graph.node for o in n.output}
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in ready or i not in produced for i in node.input if i):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ExportError("FP16 graph has a cycle")
+        pending = rest
+    copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def check_fp16_structure(proto: onnx.ModelProto, convs: int, initializers: int) -> None:
+    """Fail unless every initializer is FP16, the only Casts are the two at the I/O, the
+    I/O stay FP32 and no conv or initializer was lost."""
+    g = proto.graph
+    f16 = onnx.TensorProto.FLOAT16
+    wrong = [t.name for t in g.initializer if t.data_type != f16]
+    casts = [n for n in g.node if n.op_type == "Cast"]
+    io_types = [v.type.tensor_type.elem_type for v in list(g.input) + list(g.output)]
+    got = actual_counts(proto)
+    if wrong:
+        raise ExportError(f"FP16 model keeps {len(wrong)} non-FP16 initializers (e.g. {wrong[0]})")
+    if len(casts) != 2 or io_types != [onnx.TensorProto.FLOAT] * 2:
+        raise ExportError(
+            f"FP16 model has {len(casts)} Casts and I/O types {io_types}; expected 2 Casts, FP32 I/O"
+        )
+    if (got.convs, got.initializers) != (convs, initializers):
+        raise ExportError(
+            f"FP16 conversion changed the graph: {got.convs} Conv / {got.initializers} initializers, "
+            f"expected {convs} / {initializers}"
+        )
+
+
+class _Frames:
+    """onnxruntime.quantization CalibrationDataReader over NCHW frames, ``batch`` a step."""
+
+    def __init__(self, input_name: str, frames: np.ndarray, batch: int = 1) -> None:
+        self.input_name = input_name
+        chunks = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
+        self._it: Iterator[np.ndarray] = iter(chunks)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        chunk = next(self._it, None)
+        return None if chunk is None else {self.input_name: np.ascontiguousarray(chunk, np.float32)}
+
+
+def quantize_int8(proto: onnx.ModelProto, calibration: np.ndarray, batch: int = 1) -> onnx.ModelProto:
+    """Static QDQ INT8 model of ``proto`` calibrated (MinMax) on ``calibration`` (NCHW frames,
+    ``batch`` a step: a static graph's batch size)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quiet = logging.getLogger()
+    level = quiet.level
+    with tempfile.TemporaryDirectory(prefix="derain-int8-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(proto.SerializeToString())
+        try:
+            quiet.setLevel(logging.ERROR)
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(
+                    str(src),
+                    str(dst),
+                    _Frames(proto.graph.input[0].name, calibration, batch),
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                )
+        except Exception as e:  # quantizer errors come in many types
+            raise ExportError(
+                f"INT8 quantization failed: {type(e).__name__}: {str(e).splitlines()[0]}"
+            ) from None
+        finally:
+            quiet.setLevel(level)
+        qproto = onnx.load(str(dst))
+    ops = collections.Counter(n.op_type for n in qproto.graph.node)
+    convs = actual_counts(proto).convs
+    if ops["Conv"] != convs or ops["QuantizeLinear"] == 0:
+        raise ExportError(
+            f"INT8 model has {ops['Conv']} Conv (expected {convs}) and {ops['QuantizeLinear']} Q nodes"
+        )
+    return qproto

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from derain_deploy.model import DerainConfig, DerainNet
+from export import verify
+from export.api import ExportOptions, export_model
+from export.onnx_export import ExportError, actual_counts, export_fp32, serialize
+from export.precision import check_fp16_structure, quantize_int8, to_fp16
+from export.verify import ParityError, check_fp16, compare_quality
+
+TINY = DerainConfig(stages=3, channels=4)
+
+
+@pytest.fixture
+def tiny_proto(tiny_onnx: onnx.ModelProto) -> onnx.ModelProto:
+    return tiny_onnx
+
+
+def test_fp16_file_has_fp16_weights_and_fp32_io(tiny_export) -> None:
+    fp16 = next(a for a in tiny_export.artifacts if a.precision == "fp16")
+    proto = onnx.load(str(fp16.path))
+    assert all(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    # The convolutions compute in FP16: their inputs come out of the input Cast's FP16 chain.
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    conv_inputs = [n.input[0] for n in proto.graph.node if n.op_type == "Conv"]
+    assert conv_inputs and all(types[name] == onnx.TensorProto.FLOAT16 for name in conv_inputs)
+    figures = tiny_export.checks["fp16"]
+    assert figures["min_psnr"] >= 50 and all(figures["hard_inputs"].values())
+    assert figures["emulated_min_psnr"] >= 50 and all(figures["emulated_hard_inputs"].values())
+    assert set(figures["hard_inputs"]) == {"white", "black", "saturated_noise", "large_frame"}
+
+
+def test_fp16_structure_check_rejects_fp32_leftovers(tiny_proto: onnx.ModelProto) -> None:
+    counts = actual_counts(tiny_proto)
+    with pytest.raises(ExportError, match="non-FP16 initializers"):
+        check_fp16_structure(tiny_proto, counts.convs, counts.initializers)
+
+
+def test_fp16_check_reports_overflow() -> None:
+    # Weights that push activations past FP16's 65504: the check must see Inf/NaN, not pass.
+    torch.manual_seed(0)
+    net = DerainNet(DerainConfig(stages=2, channels=4)).eval()
+    with torch.no_grad():
+        net.fs.bias.fill_(1000.0)
+        net.dcdcb.convs[0].weight.fill_(2.0)  # 36 inputs of >= 1000, doubled: > 65504
+    half = serialize(to_fp16(export_fp32(net)))
+    with pytest.raises(ParityError, match=r"NaN/Inf on: white \(FP16 arithmetic\)"):
+        check_fp16(net, half, natural=(1, 32, 32), large=(1, 3, 64, 64))
+
+
+def test_fp16_check_rejects_a_wrong_model(tiny_net: DerainNet, tiny_proto: onnx.ModelProto) -> None:
+    half = serialize(to_fp16(tiny_proto))
+    result = check_fp16(tiny_net, half, natural=(2, 48, 64), large=(1, 3, 64, 64))
+    assert result.min_psnr >= 50
+    wrong = DerainNet(TINY).eval()
+    wrong.load_state_dict(tiny_net.state_dict())
+    with torch.no_grad():
+        wrong.refine[-1].bias += 0.01  # about 40 dB away
+    with pytest.raises(ParityError, match=r"PSNR against eager FP32 is \d+\.\d+ dB"):
+        check_fp16(wrong, half, natural=(2, 48, 64), large=(1, 3, 64, 64))
+
+
+def test_int8_model_is_qdq_and_close_to_fp32(tiny_export) -> None:
+    int8 = next(a for a in tiny_export.artifacts if a.precision == "int8")
+    ops = {n.op_type for n in onnx.load(str(int8.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    figures = tiny_export.checks["int8"]
+    assert figures["loss_db"] <= figures["max_loss_db"] == 0.5
+    assert figures["psnr_vs_fp32"] > 30
+
+
+def test_int8_calibration_matters(tiny_proto: onnx.ModelProto) -> None:
+    # Calibrating on black frames gives activation ranges that do not fit rainy images:
+    # its output must be measurably further from FP32 than a properly calibrated one.
+    rainy, clean = verify.rainy_images(2, 48, 64, seed=5)
+    calib, _ = verify.rainy_images(8, 48, 48, seed=6)
+    fp32 = serialize(tiny_proto)
+    good = compare_quality(fp32, serialize(quantize_int8(tiny_proto, calib)), rainy, clean)
+    bad = compare_quality(fp32, serialize(quantize_int8(tiny_proto, np.zeros_like(calib))), rainy, clean)
+    assert good.psnr_vs_fp32 > bad.psnr_vs_fp32 + 3
+
+
+def test_int8_refused_over_threshold(tiny_weights, tmp_path, monkeypatch) -> None:
+    real = verify.compare_quality
+
+    def pessimistic(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.psnr_low -= 1.0  # as if INT8 lost 1 dB more
+        result.loss_db += 1.0
+        return result
+
+    monkeypatch.setattr(verify, "compare_quality", pessimistic)
+    out = tmp_path / "out"
+    with pytest.raises(ParityError, match=r"INT8 model not written: PSNR loss \S+ dB > 0.5 dB"):
+        export_model(tiny_weights, out, ExportOptions(int8=True, bench_shape=None, calibration_frames=4))
+    assert not out.exists()  # nothing written, not even the FP32 file
+
+
+def test_early_exit_report(tiny_export) -> None:
+    early = tiny_export.checks["early_exit"]
+    assert (early["stages"], early["trained_stages"]) == (2, 3)
+    assert early["macs_per_pixel"] < early["macs_per_pixel_full"]
+    assert np.isfinite(early["psnr_vs_full_rgb"])
+    fp32 = next(a for a in tiny_export.artifacts if a.precision == "fp32")
+    assert (
+        actual_counts(onnx.load(str(fp32.path))).convs == 2 * 10 + 1 + 3
+    )  # 2 stages, 1 stage fusion, refine
