@@ -1,0 +1,132 @@
+"""Inference backends and :func:`open_backend`, which picks and opens one.
+
+Model files by suffix: ``.safetensors`` weights (torch runs them directly; ONNX Runtime gets an
+ONNX exported once into the per-user cache), ``.onnx`` (ONNX Runtime), ``.engine`` (TensorRT,
+with its ``.engine.json`` sidecar). No model means the bundled default weights.
+
+``auto`` picks a TensorRT engine (when one is given) > ONNX Runtime on CUDA > ONNX Runtime on the
+CPU, and records what it chose and why in ``info.details["chosen_because"]``. A named backend or
+device that cannot run is an error, never a fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..weights import WeightsError, default_weights_path
+from .base import Backend, BackendError, BackendInfo
+
+
+def _open_torch(model: Path, device: str, precision: str | None, **options: object) -> Backend:
+    from .torch_backend import TorchBackend
+
+    if model.suffix != ".safetensors":
+        raise BackendError(
+            f"the torch backend runs .safetensors weights, not {model.suffix or model.name} files"
+        )
+    return TorchBackend(model, device=device, precision=precision or "fp32", **options)  # type: ignore[arg-type]
+
+
+def _open_ort(model: Path, device: str, precision: str | None, **options: object) -> Backend:
+    from .ort_backend import OrtBackend, check_device
+
+    check_device("cpu" if device == "auto" else device)  # before any export
+    if model.suffix == ".safetensors":
+        from .onnx_cache import cached_onnx
+
+        model, _ = cached_onnx(model, precision or "fp32")
+    elif model.suffix != ".onnx":
+        raise BackendError(f"onnxruntime runs .onnx files (or .safetensors weights), not {model.name}")
+    return OrtBackend(model, device="cpu" if device == "auto" else device, precision=precision, **options)  # type: ignore[arg-type]
+
+
+def _open_trt(model: Path, device: str, precision: str | None, **options: object) -> Backend:
+    from .trt_backend import TrtBackend
+
+    if model.suffix != ".engine":
+        raise BackendError(
+            f"the tensorrt backend runs .engine files built by derain-export, not {model.name}"
+        )
+    return TrtBackend(model, device="cuda" if device == "auto" else device, precision=precision, **options)  # type: ignore[arg-type]
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {
+    "torch": _open_torch,
+    "onnxruntime": _open_ort,
+    "tensorrt": _open_trt,
+}
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # plus cuda:N / tensorrt:N
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """The model file to run: ``model`` or the bundled default weights; it must exist."""
+    path = default_weights_path() if model is None else Path(model)
+    if not path.is_file():
+        if model is None:
+            raise WeightsError(f"bundled default weights are missing at {path}; reinstall derain-deploy")
+        raise BackendError(f"model file not found: {path}")
+    if path.suffix not in (".safetensors", ".onnx", ".engine"):
+        raise BackendError(f"unsupported model file {path.name}: expected .safetensors, .onnx or .engine")
+    return path
+
+
+def open_backend(
+    name: str = "auto",
+    model: str | Path | None = None,
+    device: str = "auto",
+    precision: str | None = None,
+    **options: object,
+) -> Backend:
+    """Open backend ``name`` (auto, torch, onnxruntime, tensorrt) on ``model`` and ``device``.
+
+    ``precision`` None means the model file's own (fp32 for weights). Extra ``options`` go to the
+    backend class (e.g. ``threads`` for onnxruntime, ``channels_last`` for torch)."""
+    path = resolve_model(model)
+    if name == "auto":
+        return _open_auto(path, device, precision, **options)
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; expected auto, {', '.join(BACKENDS)}")
+    if device not in DEVICES and not device.startswith(("cuda:", "tensorrt:")):
+        raise BackendError(f"unknown device {device!r}; expected auto, cpu, cuda[:N] or tensorrt[:N]")
+    if name == "onnxruntime" and device == "auto":
+        return _open_ort_auto(path, precision, **options)
+    backend = BACKENDS[name](path, device, precision, **options)
+    backend.info.details.setdefault("chosen_because", f"--backend {name} was asked for")
+    return backend
+
+
+def _open_auto(path: Path, device: str, precision: str | None, **options: object) -> Backend:
+    """TensorRT engine > ONNX Runtime CUDA > ONNX Runtime CPU, with the reason recorded."""
+    if path.suffix == ".engine":
+        backend = _open_trt(path, device, precision, **options)
+        return _because(backend, "a TensorRT engine was given")
+    if device == "cpu":
+        return _because(_open_ort(path, "cpu", precision, **options), "--device cpu was asked for")
+    if device != "auto":  # cuda, cuda:N or tensorrt: must run there
+        return _because(_open_ort(path, device, precision, **options), f"--device {device} was asked for")
+    return _open_ort_auto(path, precision, "no TensorRT engine given; ", **options)
+
+
+def _open_ort_auto(path: Path, precision: str | None, why: str = "", **options: object) -> Backend:
+    """ONNX Runtime on CUDA where its provider is present and starts, else on the CPU (saying why)."""
+    from .ort_backend import _import_ort
+
+    if "CUDAExecutionProvider" not in _import_ort().get_available_providers():
+        return _because(
+            _open_ort(path, "cpu", precision, **options), why + "this onnxruntime has no CUDA provider"
+        )
+    try:
+        backend = _open_ort(path, "cuda", precision, **options)
+    except BackendError as e:
+        backend = _open_ort(path, "cpu", precision, **options)
+        return _because(backend, why + f"onnxruntime's CUDA provider did not start ({e})")
+    return _because(backend, why + "onnxruntime's CUDA provider runs")
+
+
+def _because(backend: Backend, why: str) -> Backend:
+    backend.info.details["chosen_because"] = f"auto: {why}"
+    return backend
+
+
+__all__ = ["BACKENDS", "Backend", "BackendError", "BackendInfo", "open_backend", "resolve_model"]

@@ -1,0 +1,226 @@
+"""TensorRT native backend: a plain engine file plus its sidecar JSON, torch CUDA tensors as buffers.
+
+The sidecar (``model.engine.json`` next to ``model.engine``) is read and checked before the
+engine is deserialized: an engine built by another TensorRT version or for another GPU is
+refused with a one-line message instead of crashing or running wrong. ``tensorrt`` is imported
+only when an engine is opened, so this module imports on machines without it.
+
+Inference uses the named-tensor API of TensorRT 10/11 (``num_io_tensors``, ``get_tensor_name``,
+``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) on a torch CUDA stream, and
+replays a CUDA graph when consecutive batches have the same shape. No pycuda.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .base import BackendError, BackendInfo
+
+# sidecar keys this backend needs; export/trt_build.py writes them (and more)
+SIDECAR_KEYS = ("tensorrt_version", "gpu", "compute_capability")
+SIDECAR_FORMAT = "derain-deploy-engine"
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def read_sidecar(engine: str | Path) -> dict[str, object]:
+    """The engine's sidecar metadata; a missing or malformed one is an error."""
+    engine, side = Path(engine), sidecar_path(engine)
+    if not engine.is_file():
+        raise BackendError(f"tensorrt: engine file not found: {engine}")
+    if not side.is_file():
+        raise BackendError(
+            f"tensorrt: {engine.name} has no sidecar {side.name}; rebuild it with derain-export "
+            "(the sidecar records the TensorRT version and GPU it was built for)"
+        )
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BackendError(f"tensorrt: cannot read sidecar {side.name}: {e}") from None
+    if not isinstance(meta, dict):
+        raise BackendError(f"tensorrt: sidecar {side.name} is not a JSON object")
+    missing = [k for k in SIDECAR_KEYS if k not in meta]
+    if missing:
+        raise BackendError(f"tensorrt: sidecar {side.name} lacks {', '.join(missing)}")
+    return meta
+
+
+def _capability(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return ".".join(str(v) for v in value)
+    return str(value)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".") if p.isdigit())
+
+
+def check_sidecar(meta: dict[str, object], trt_version: str, gpu_name: str, capability: str) -> None:
+    """Refuse an engine built for another TensorRT version or GPU.
+
+    Plain engines need the same TensorRT version and the same GPU. A ``version_compatible``
+    engine also loads in later TensorRT versions of the same major version; a
+    ``hardware_compatible`` one on any GPU of compute capability 8.0 (Ampere) or newer."""
+    fmt = meta.get("format", SIDECAR_FORMAT)
+    if fmt != SIDECAR_FORMAT:
+        raise BackendError(f"tensorrt: the sidecar's format is {fmt!r}, expected {SIDECAR_FORMAT!r}")
+    built_version = str(meta["tensorrt_version"])
+    if built_version != trt_version:
+        built, here = _version_tuple(built_version), _version_tuple(trt_version)
+        if not (meta.get("version_compatible") and built[:1] == here[:1] and here >= built):
+            raise BackendError(
+                f"tensorrt: engine built with TensorRT {built_version} but this is TensorRT {trt_version}; "
+                "rebuild it with derain-export on this machine"
+            )
+    built_gpu, built_cc = str(meta["gpu"]), _capability(meta["compute_capability"])
+    if meta.get("hardware_compatible"):
+        if _version_tuple(capability) < (8, 0):
+            raise BackendError(
+                f"tensorrt: hardware-compatible engines need compute capability 8.0 or newer; "
+                f"this GPU is {gpu_name} ({capability})"
+            )
+    elif built_cc != capability or built_gpu != gpu_name:
+        raise BackendError(
+            f"tensorrt: engine built for {built_gpu} (compute capability {built_cc}) but this GPU is "
+            f"{gpu_name} (compute capability {capability}); rebuild it with derain-export on this machine"
+        )
+
+
+def _import_trt():
+    try:
+        import tensorrt
+    except ImportError:
+        raise BackendError(
+            "tensorrt is not installed: pip install 'derain-deploy[trt]' (from NVIDIA's package index)"
+        ) from None
+    return tensorrt
+
+
+class TrtBackend:
+    """A serialized TensorRT engine with one image input and one image output."""
+
+    def __init__(
+        self, engine: str | Path, device: str = "cuda", precision: str | None = None, cuda_graphs: bool = True
+    ) -> None:
+        import torch
+
+        path = Path(engine)
+        meta = read_sidecar(path)
+        if not device.startswith("cuda"):
+            raise BackendError(f"tensorrt runs on a CUDA GPU; device {device!r} was asked for")
+        if not torch.cuda.is_available():
+            raise BackendError("tensorrt: torch sees no CUDA GPU here (a CUDA build of torch is needed)")
+        self.device = torch.device(device if ":" in device else "cuda:0")
+        props = torch.cuda.get_device_properties(self.device)
+        trt = _import_trt()
+        check_sidecar(meta, trt.__version__, props.name, f"{props.major}.{props.minor}")
+        built_precision = str(meta.get("precision", "fp32"))
+        if precision and precision != built_precision:
+            raise BackendError(
+                f"tensorrt: {precision} was asked for but {path.name} was built {built_precision}"
+            )
+
+        torch.cuda.set_device(self.device)
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        if meta.get("version_compatible") and hasattr(self._runtime, "engine_host_code_allowed"):
+            self._runtime.engine_host_code_allowed = True  # version-compatible plans embed a lean runtime
+        self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if self.engine is None:
+            raise BackendError(f"tensorrt: could not deserialize {path.name} (see the TensorRT log above)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise BackendError(
+                f"tensorrt: {path.name} has inputs {inputs} and outputs {outputs}; expected one each"
+            )
+        self.input_name, self.output_name = inputs[0], outputs[0]
+        dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+        try:
+            self.input_dtype = dtypes[self.engine.get_tensor_dtype(self.input_name)]
+            self.output_dtype = dtypes[self.engine.get_tensor_dtype(self.output_name)]
+        except KeyError:
+            raise BackendError(f"tensorrt: {path.name} has I/O types other than float32/float16") from None
+        lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)
+        self.min_shape, self.max_shape = tuple(lo), tuple(hi)
+        self.stream = torch.cuda.Stream(self.device)
+        self.cuda_graphs = cuda_graphs
+        self._shape: tuple[int, ...] | None = None
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._x = self._y = None
+        self.info = BackendInfo(
+            name="tensorrt",
+            device=str(self.device),
+            precision=built_precision,
+            details={
+                "model": str(path),
+                "tensorrt": trt.__version__,
+                "gpu": props.name,
+                "profile_min": list(self.min_shape),
+                "profile_max": list(self.max_shape),
+                "cuda_graphs": cuda_graphs,
+            },
+        )
+
+    def _prepare(self, shape: tuple[int, ...]) -> None:
+        """Bind buffers for a new input shape and (optionally) capture a CUDA graph for it."""
+        import torch
+
+        if any(s < lo or s > hi for s, lo, hi in zip(shape, self.min_shape, self.max_shape)):
+            raise BackendError(
+                f"tensorrt: input {shape} is outside the engine profile {self.min_shape}..{self.max_shape} "
+                "(use --tile to split large frames)"
+            )
+        if not self.context.set_input_shape(self.input_name, shape):
+            raise BackendError(f"tensorrt: set_input_shape({self.input_name}, {shape}) was refused")
+        out_shape = tuple(self.context.get_tensor_shape(self.output_name))
+        self._x = torch.empty(shape, dtype=self.input_dtype, device=self.device)
+        self._y = torch.empty(out_shape, dtype=self.output_dtype, device=self.device)
+        self.context.set_tensor_address(self.input_name, self._x.data_ptr())
+        self.context.set_tensor_address(self.output_name, self._y.data_ptr())
+        self._graph = None
+        with torch.cuda.stream(self.stream):
+            self._execute()  # first run outside capture: TensorRT allocates lazily
+        self.stream.synchronize()
+        if self.cuda_graphs:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self.stream):
+                self._execute()
+            self._graph = graph
+        self._shape = shape
+
+    def _execute(self) -> None:
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise BackendError("tensorrt: execute_async_v3 failed (see the TensorRT log above)")
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise BackendError(f"tensorrt: expected an Nx3xHxW batch, got shape {batch.shape}")
+        shape = tuple(batch.shape)
+        if shape != self._shape:
+            self._prepare(shape)
+        host = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        with torch.cuda.stream(self.stream):
+            self._x.copy_(host)  # converts to the engine's input type
+            if self._graph is not None:
+                self._graph.replay()
+            else:
+                self._execute()
+            out = self._y.float().clamp_(0.0, 1.0).cpu()
+        return out.numpy()
+
+    def close(self) -> None:
+        self._graph = None
+        self.context = None
+        self.engine = None
+        self._x = self._y = None

@@ -1,0 +1,86 @@
+"""``derain-run``: derain images, folders, videos, streams or a camera. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .backends import BACKENDS
+from .backends.base import BackendError
+from .job import JobOptions, run_inputs
+from .streams.base import StreamError
+from .weights import WeightsError
+
+EXPECTED_ERRORS = (BackendError, StreamError, WeightsError, OSError, ValueError)
+SUMMARY_PREFIXES = ("summary:",)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("inputs", nargs=-1)
+@click.option(
+    "-o", "--output", help="Output file, or folder (default: <name>.derained.<ext> beside each input)."
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", *BACKENDS]),
+    default="auto",
+    show_default=True,
+    help="auto: TensorRT engine > ONNX Runtime CUDA > ONNX Runtime CPU.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto, cpu, cuda[:N] (tensorrt[:N]: ORT's TensorRT EP).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16", "int8"]),
+    help="Default: the model file's own (fp32 for weights).",
+)
+@click.option(
+    "--model", help="Weights (.safetensors), ONNX (.onnx) or TensorRT engine (.engine); default: bundled."
+)
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Frames per inference call."
+)
+@click.option(
+    "--tile", "--max-tile", "tile", type=click.IntRange(min=1), help="Tile frames larger than NxN pixels."
+)
+@click.option("--compare", is_flag=True, help="Also write input|output side by side (<name>.compare.<ext>).")
+@click.option("--stages-preview", is_flag=True, help="Also write a grid of the stage outputs per image.")
+@click.option(
+    "--quality", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 crf (lower: better)."
+)
+@click.option("--skip-bad-frames", is_flag=True, help="Skip (and count) corrupt frames instead of stopping.")
+@click.option("--camera", type=click.IntRange(min=0), help="Read camera N instead of INPUTS.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the summary and errors print.")
+def main(inputs: tuple[str, ...], quiet: bool, **kwargs: object) -> None:
+    """Derain INPUTS: image files, folders, glob patterns, video files or stream URLs."""
+    options = JobOptions(progress=not quiet, **kwargs)  # type: ignore[arg-type]
+
+    def log(text: str) -> None:  # --quiet keeps only the summary lines
+        if not quiet or text.startswith(SUMMARY_PREFIXES):
+            click.echo(text, err=True)
+
+    try:
+        results = run_inputs(list(inputs), options, log=log)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted; the unfinished output was removed", err=True)
+        sys.exit(130)
+    except EXPECTED_ERRORS as e:
+        click.echo(f"error: {_one_line(e)}", err=True)
+        sys.exit(1)
+    for stats in results:
+        if stats.output:
+            click.echo(stats.output)
+
+
+if __name__ == "__main__":
+    main()

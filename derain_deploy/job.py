@@ -1,0 +1,135 @@
+"""One ``derain-run`` job: open the backend once, then each input's source and sink, and run them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .backends import open_backend, resolve_model
+from .backends.base import Backend, BackendError
+from .pipeline import RunStats, run
+from .streams import default_output_path, open_sink, open_source, write_stages_preview
+from .streams.base import StreamError
+from .tiling import TiledBackend
+from .weights import load_weights
+
+
+@dataclass
+class JobOptions:
+    """Everything ``derain-run`` accepts, with the library's defaults."""
+
+    output: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    precision: str | None = None
+    model: str | None = None
+    batch: int = 1
+    tile: int | None = None  # max tile side; frames larger than this are tiled
+    compare: bool = False
+    stages_preview: bool = False
+    quality: int = 18
+    skip_bad_frames: bool = False
+    camera: int | None = None
+    progress: bool = True
+    backend_options: dict[str, object] = field(default_factory=dict)
+
+
+def check_inputs(inputs: Sequence[str], options: JobOptions) -> None:
+    """Argument combinations that cannot work, refused before anything is opened."""
+    if options.camera is not None and inputs:
+        raise StreamError("give either INPUTS or --camera N, not both")
+    if options.camera is None and not inputs:
+        raise StreamError("no input given (a file, folder, glob pattern, URL, or --camera N)")
+    if options.batch < 1:
+        raise StreamError(f"--batch must be at least 1, got {options.batch}")
+    if (
+        len(inputs) > 1
+        and options.output
+        and Path(options.output).suffix
+        and not Path(options.output).is_dir()
+    ):
+        raise StreamError(f"{len(inputs)} inputs need -o to be a folder, not the file {options.output}")
+    if options.stages_preview and resolve_model(options.model).suffix != ".safetensors":
+        raise BackendError(
+            "--stages-preview needs .safetensors weights: the stage outputs come from the PyTorch model"
+        )
+
+
+def prepare_backend(options: JobOptions) -> Backend:
+    """The backend, wrapped for tiling when ``tile`` is set or an engine profile caps the frame size."""
+    backend = open_backend(
+        options.backend, options.model, options.device, options.precision, **options.backend_options
+    )
+    tile: tuple[int, int] | None = (options.tile, options.tile) if options.tile else None
+    profile_max = backend.info.details.get("profile_max")
+    if isinstance(profile_max, list):  # an engine cannot take frames beyond its profile: tile them
+        h, w = int(profile_max[2]), int(profile_max[3])
+        tile = (min(tile[0], h), min(tile[1], w)) if tile else (h, w)
+    if tile is not None:
+        try:
+            backend = TiledBackend(backend, tile)
+        except BaseException:
+            backend.close()
+            raise
+    return backend
+
+
+def run_inputs(
+    inputs: Sequence[str], options: JobOptions, log: Callable[[str], None] = print
+) -> list[RunStats]:
+    """Derain each input (or the camera) into its output; ``log`` gets the one-line messages."""
+    check_inputs(inputs, options)
+    backend: Backend | None = None  # opened once the first input has opened: bad inputs fail fast
+    results = []
+    try:
+        for spec in inputs or [None]:
+            source = open_source(spec, camera=options.camera, skip_bad_frames=options.skip_bad_frames)
+            sink = None
+            try:
+                if options.stages_preview and source.info.kind not in ("image", "folder"):
+                    raise StreamError(
+                        f"--stages-preview works on images; {source.info.path} is a {source.info.kind}"
+                    )
+                out = default_output_path(source.info, options.output)
+                sink = open_sink(
+                    source.info, options.output, compare=options.compare, quality=options.quality
+                )
+                if backend is None:
+                    backend = prepare_backend(options)
+                    info = backend.info
+                    log(f"backend: {info.describe()} ({info.details.get('chosen_because', '')})")
+            except BaseException:
+                if sink is not None:
+                    sink.abort()
+                source.close()
+                raise
+            stats = run(source, backend, sink, options.batch, progress=options.progress, output=str(out))
+            results.append(stats)
+            log(f"summary: {stats.describe()}")
+            if options.stages_preview:
+                for path in write_previews(spec, out, options):
+                    log(f"stages preview: {path}")
+    finally:
+        if backend is not None:
+            backend.close()
+    return results
+
+
+def write_previews(spec: str | None, out: Path, options: JobOptions) -> list[Path]:
+    """A grid of the stage outputs (coarse to fine) per image, beside its output image."""
+    net = load_weights(resolve_model(options.model))
+    source = open_source(spec, skip_bad_frames=options.skip_bad_frames)
+    written = []
+    try:
+        for frame in source:
+            if source.info.kind == "image":
+                stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+                path = out.with_name(f"{stem.removesuffix('.derained')}.stages.png")
+            else:
+                rel = Path(frame.name or f"{frame.index:06d}")
+                path = out / rel.parent / f"{rel.stem}.stages.png"
+            written.append(write_stages_preview(path, net, frame.image))
+    finally:
+        source.close()
+    return written

@@ -1,0 +1,175 @@
+"""ONNX Runtime backend: provider checks, parity with eager PyTorch, the per-user ONNX cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from derain_deploy.backends import open_backend
+from derain_deploy.backends.base import BackendError
+from derain_deploy.backends.onnx_cache import cache_dir, cache_path, cached_onnx
+from derain_deploy.backends.ort_backend import OrtBackend, check_providers, cpu_cores, provider_list
+from derain_deploy.backends.torch_backend import TorchBackend
+from derain_deploy.model import DerainConfig, DerainNet
+from derain_deploy.parity import compare
+from derain_deploy.weights import save_weights
+
+TINY = DerainConfig(stages=2, channels=4)
+CPU_ONLY = "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "shared-onnx-cache"  # shared with test_cli_run.py: one export
+
+
+@pytest.fixture(autouse=True)
+def _cache_env(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DERAIN_DEPLOY_CACHE", str(cache))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_tiny_weights(tmp_path_factory)
+
+
+def shared_tiny_weights(factory: pytest.TempPathFactory) -> Path:
+    """One tiny weights file per test session (also used by test_cli_run.py), so that the ONNX
+    cache exports it once: safetensors files are not byte-identical across saves."""
+    path = factory.getbasetemp() / "shared-weights" / "tiny.safetensors"
+    if not path.is_file():
+        torch.manual_seed(0)
+        save_weights(DerainNet(TINY), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_file(weights: Path, cache: Path) -> Path:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DERAIN_DEPLOY_CACHE", str(cache))
+        path, _ = cached_onnx(weights)
+    return path
+
+
+@pytest.fixture(scope="module")
+def batch() -> np.ndarray:
+    return np.random.default_rng(0).random((2, 3, 24, 32), dtype=np.float32)
+
+
+def test_parity_with_torch(onnx_file: Path, weights: Path, batch: np.ndarray) -> None:
+    backend = OrtBackend(onnx_file, device="cpu")
+    assert backend.info.precision == "fp32"
+    assert backend.info.details["providers"] == ["CPUExecutionProvider"]
+    assert backend.info.details["threads"] == cpu_cores()
+    result = compare(backend(batch), TorchBackend(weights)(batch), "fp32", "ort cpu")
+    assert result.passed, result.describe()
+
+
+def test_parity_check_rejects_a_wrong_backend(onnx_file: Path, batch: np.ndarray, tmp_path: Path) -> None:
+    torch.manual_seed(7)
+    other = TorchBackend(DerainNet(TINY))
+    result = compare(OrtBackend(onnx_file)(batch), other(batch), "fp32", "ort vs other weights")
+    assert not result.passed
+    three_stages = TorchBackend(DerainNet(TINY), stages=1)  # early exit: a different computation
+    assert not compare(three_stages(batch), OrtBackend(onnx_file)(batch), "fp32", "fewer stages").passed
+
+
+def test_cache_reuses_and_keys_by_weights(
+    weights: Path, onnx_file: Path, tmp_path: Path, cache: Path
+) -> None:
+    again, exported = cached_onnx(weights)
+    assert again == onnx_file and not exported
+    assert cache_dir() == cache
+    assert not [p for p in onnx_file.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert cache_path(weights) == onnx_file
+    torch.manual_seed(3)
+    other = save_weights(DerainNet(TINY), tmp_path / "tiny.safetensors")  # same name, other weights
+    assert cache_path(other) != onnx_file
+    assert cache_path(weights, graph="concat") != onnx_file
+    with pytest.raises(BackendError, match=r"no bf16 ONNX can be exported \(bf16 runs on the torch backend"):
+        cached_onnx(weights, precision="bf16")
+
+
+def test_cuda_refused_by_a_cpu_build(onnx_file: Path) -> None:
+    if not CPU_ONLY:
+        pytest.skip("this onnxruntime has a CUDA provider")
+    with pytest.raises(
+        BackendError, match="CUDAExecutionProvider was asked for but this onnxruntime offers only"
+    ):
+        OrtBackend(onnx_file, device="cuda")
+    with pytest.raises(BackendError, match="TensorrtExecutionProvider"):
+        open_backend("onnxruntime", onnx_file, device="tensorrt")
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_silent_cpu_fallback_is_caught(onnx_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime-gpu without working CUDA lists the provider, then runs on the CPU: refuse that."""
+    if not CPU_ONLY:
+        pytest.skip("needs a machine where the CUDA provider cannot load")
+    listed = [*onnxruntime.get_available_providers(), "CUDAExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: listed)
+    with pytest.raises(BackendError, match="the session runs on CPUExecutionProvider"):
+        OrtBackend(onnx_file, device="cuda:0")
+
+
+def test_check_providers_logic() -> None:
+    check_providers("CPUExecutionProvider", ["CPUExecutionProvider"], ["CPUExecutionProvider"])
+    check_providers(
+        "CUDAExecutionProvider",
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    with pytest.raises(BackendError, match="runs on CPUExecutionProvider"):
+        check_providers("CUDAExecutionProvider", ["CUDAExecutionProvider"], ["CPUExecutionProvider"])
+    assert provider_list("cuda:1")[1][0] == ("CUDAExecutionProvider", {"device_id": 1})
+    assert provider_list("tensorrt")[0] == "TensorrtExecutionProvider"
+    for bad in ("gpu", "cuda:x", "cpu:1"):
+        with pytest.raises(BackendError):
+            provider_list(bad)
+
+
+def test_precision_must_match_the_file(onnx_file: Path) -> None:
+    with pytest.raises(BackendError, match=r"fp16 was asked for but .* is a fp32 model"):
+        OrtBackend(onnx_file, precision="fp16")
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not a protobuf")
+    with pytest.raises(BackendError, match=r"cannot load bad\.onnx"):
+        OrtBackend(bad)
+    with pytest.raises(BackendError, match="model file not found"):
+        OrtBackend(tmp_path / "missing.onnx")
+    with pytest.raises(BackendError, match="model file not found"):
+        open_backend("onnxruntime", tmp_path / "missing.onnx")
+    txt = tmp_path / "model.txt"
+    txt.write_text("x")
+    with pytest.raises(BackendError, match="unsupported model file"):
+        open_backend("auto", txt)
+
+
+def test_auto_says_what_it_chose(weights: Path, onnx_file: Path, batch: np.ndarray) -> None:
+    backend = open_backend("auto", weights)
+    assert backend.info.name == "onnxruntime"
+    why = str(backend.info.details["chosen_because"])
+    assert why.startswith("auto: no TensorRT engine given")
+    if CPU_ONLY:
+        assert backend.info.device == "cpu" and "no CUDA provider" in why
+    assert Path(str(backend.info.details["model"])) == onnx_file  # the cached export
+    with pytest.raises(BackendError, match="unknown backend"):
+        open_backend("tflite", weights)
+    with pytest.raises(BackendError, match="unknown device"):
+        open_backend("onnxruntime", weights, device="npu")
+
+
+@pytest.mark.gpu
+def test_cuda_provider_parity(onnx_file: Path, weights: Path, batch: np.ndarray) -> None:
+    if CPU_ONLY:
+        pytest.skip("onnxruntime-gpu is not installed")
+    backend = OrtBackend(onnx_file, device="cuda")
+    assert backend.info.details["providers"][0] == "CUDAExecutionProvider"
+    assert compare(backend(batch), TorchBackend(weights)(batch), "fp32", "ort cuda").passed
