@@ -1,0 +1,243 @@
+"""Backend specs: the short strings ``derain-bench`` and ``derain-eval`` take, and how to open them.
+
+Syntax: ``BACKEND[:OPTION...][@DEVICE]`` or ``BACKEND=FILE[@DEVICE]``, for example::
+
+    torch                 eager PyTorch, FP32, NCHW (the reference every speed-up is measured against)
+    torch:cl              eager PyTorch, channels_last memory format
+    torch:bf16:cl         BF16 autocast, channels_last
+    ort:split             ONNX Runtime, FP32, the concat-free ("split") graph
+    ort:int8:concat       ONNX Runtime, INT8 QDQ, the paper's graph
+    ort:fp16@cuda         ONNX Runtime on CUDA, FP16
+    trt:fp16:graphs@cuda  TensorRT FP16 with CUDA graphs
+    ort=model.onnx        ONNX Runtime on a file exported before (its metadata gives the precision)
+
+Options: a precision (fp32, fp16, bf16, int8), a graph form (concat, split), ``cl`` /
+``channels_last``, ``graphs`` / ``cuda-graphs``. Backends needing an ONNX file get one exported
+from the model into a work folder (once per graph form and precision).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .backends.base import Backend, BackendError
+from .model import DerainNet
+
+ALIASES = {
+    "torch": "torch",
+    "pytorch": "torch",
+    "ort": "onnxruntime",
+    "onnxruntime": "onnxruntime",
+    "trt": "tensorrt",
+    "tensorrt": "tensorrt",
+}
+PRECISIONS = {
+    "torch": ("fp32", "fp16", "bf16"),
+    "onnxruntime": ("fp32", "fp16", "int8"),
+    "tensorrt": ("fp32", "fp16", "int8"),
+}
+GRAPHS = ("concat", "split")
+SHORT = {"torch": "torch", "onnxruntime": "ort", "tensorrt": "trt"}
+
+
+class SpecError(ValueError):
+    """A backend spec that cannot be parsed or combined; the message is one line."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend configuration to run (a row in the bench, a column in the eval)."""
+
+    backend: str  # torch, onnxruntime, tensorrt
+    precision: str = "fp32"
+    device: str = "cpu"
+    graph: str = "concat"  # ONNX graph form (onnxruntime, tensorrt): the paper's concat or split
+    channels_last: bool = False  # torch only
+    cuda_graphs: bool = False  # tensorrt (and backends that offer it) on CUDA only
+    file: str | None = None  # an exported model file to use instead of exporting one
+
+    @property
+    def label(self) -> str:
+        if self.file:
+            return f"{SHORT[self.backend]}={Path(self.file).name}" + (
+                f"@{self.device}" if self.device != "cpu" else ""
+            )
+        parts = [SHORT[self.backend], self.precision]
+        if self.backend != "torch":
+            parts.append(self.graph)
+        if self.channels_last:
+            parts.append("cl")
+        if self.cuda_graphs:
+            parts.append("graphs")
+        return ":".join(parts) + (f"@{self.device}" if self.device != "cpu" else "")
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.startswith(("cuda", "tensorrt"))
+
+    def with_device(self, device: str) -> BackendSpec:
+        return dataclasses.replace(self, device=device)
+
+
+EAGER_FP32 = BackendSpec("torch", "fp32")
+
+
+def parse_spec(text: str, default_device: str = "cpu") -> BackendSpec:
+    """Parse ``BACKEND[:OPTION...][@DEVICE]`` or ``BACKEND=FILE[@DEVICE]`` (see the module doc)."""
+    body, _, device = text.strip().partition("@")
+    device = device or default_device
+    if "=" in body:
+        name, _, file = body.partition("=")
+        backend = _backend_name(name, text)
+        if not file:
+            raise SpecError(f"backend spec {text!r}: no file after '='")
+        if backend == "torch":
+            return _checked(BackendSpec("torch", device=device, file=file), text)
+        return _checked(BackendSpec(backend, device=device, file=file), text)
+    name, *options = body.split(":")
+    fields: dict[str, object] = {"backend": _backend_name(name, text), "device": device}
+    for opt in (o.strip().lower() for o in options):
+        if opt in ("fp32", "fp16", "bf16", "int8"):
+            fields["precision"] = opt
+        elif opt in GRAPHS:
+            fields["graph"] = opt
+        elif opt in ("cl", "channels_last", "channels-last"):
+            fields["channels_last"] = True
+        elif opt in ("graphs", "cuda-graphs", "cuda_graphs"):
+            fields["cuda_graphs"] = True
+        else:
+            raise SpecError(
+                f"backend spec {text!r}: unknown option {opt!r} (expected a precision fp32/fp16/bf16/int8, "
+                "a graph concat/split, cl or graphs)"
+            )
+    return _checked(BackendSpec(**fields), text)  # type: ignore[arg-type]
+
+
+def _backend_name(name: str, text: str) -> str:
+    key = name.strip().lower()
+    if key not in ALIASES:
+        raise SpecError(
+            f"unknown backend {name.strip()!r} in {text!r}; "
+            "expected torch, ort (onnxruntime) or trt (tensorrt)"
+        )
+    return ALIASES[key]
+
+
+def _checked(spec: BackendSpec, text: str) -> BackendSpec:
+    if spec.precision not in PRECISIONS[spec.backend]:
+        raise SpecError(
+            f"backend spec {text!r}: {spec.backend} offers {', '.join(PRECISIONS[spec.backend])}, "
+            f"not {spec.precision}"
+        )
+    if spec.channels_last and spec.backend != "torch":
+        raise SpecError(f"backend spec {text!r}: channels_last applies to torch only")
+    if spec.graph != "concat" and spec.backend == "torch":
+        raise SpecError(f"backend spec {text!r}: the graph form applies to exported models (ort, trt) only")
+    if spec.cuda_graphs and not spec.is_cuda:
+        raise SpecError(f"backend spec {text!r}: CUDA graphs need a CUDA device (add @cuda)")
+    if spec.backend == "tensorrt" and not spec.is_cuda:
+        spec = spec.with_device("cuda")  # TensorRT runs on a GPU only; the device says so in reports
+    return spec
+
+
+def parse_specs(texts: list[str] | tuple[str, ...], default_device: str = "cpu") -> list[BackendSpec]:
+    specs = [parse_spec(t, default_device) for t in texts]
+    labels = [s.label for s in specs]
+    dupes = sorted({l for l in labels if labels.count(l) > 1})
+    if dupes:
+        raise SpecError(f"backend given twice: {', '.join(dupes)}")
+    return specs
+
+
+Opener = Callable[[BackendSpec, DerainNet, Path], Backend]
+
+
+def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
+    """The file ``spec`` runs: its own ``file``, or the ONNX file (or, for tensorrt, the engine)
+    that ``derain-export``'s library (``export.api.export_model``, with all its checks) makes
+    from ``model`` in ``workdir``, once per backend kind, graph form and precision."""
+    if spec.file:
+        return Path(spec.file)
+    kind = "engine" if spec.backend == "tensorrt" else "onnx"
+    out = workdir / f"{kind}-{spec.graph}-{spec.precision}"
+    done = out / "exported.txt"  # names the file once the export finished
+    if done.is_file():
+        return out / done.read_text().strip()
+    try:
+        from export.api import ExportOptions, export_model
+    except ImportError as e:
+        raise BackendError(f"{spec.label}: the export package is not available ({e})") from None
+    from .weights import save_weights
+
+    weights = workdir / "model.safetensors"
+    if not weights.is_file():
+        save_weights(model, weights)
+    options = ExportOptions(
+        graph=spec.graph,
+        fp16=spec.precision == "fp16",
+        int8=spec.precision == "int8",
+        engine=kind == "engine",  # the default video profile: batch 1..4, 64x64 to 1080x1920
+        name="derain",
+        bench_shape=None,  # the bench times it itself
+        fp16_large_shape=(1, 3, 240, 320),  # the NaN/Inf check; the bench's parity check covers the rest
+    )
+    report = export_model(weights, out, options)
+    (artifact,) = [a for a in report.artifacts if a.kind == kind and a.precision == spec.precision]
+    done.write_text(artifact.path.name)
+    return artifact.path
+
+
+def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> Backend:
+    """Open ``spec`` on ``model`` (weights already loaded); exported files are made in ``workdir``."""
+    if spec.backend == "torch":
+        from .backends.torch_backend import TorchBackend
+
+        if spec.cuda_graphs:
+            raise BackendError(f"{spec.label}: the torch backend does not offer CUDA graphs")
+        # a copy: the backend moves, casts and re-lays out the module it is given, in place
+        source = spec.file or copy.deepcopy(model)
+        return TorchBackend(
+            source, device=spec.device, precision=spec.precision, channels_last=spec.channels_last
+        )
+    if spec.backend == "onnxruntime":
+        from .backends.ort_backend import OrtBackend
+
+        if spec.cuda_graphs:
+            raise BackendError(f"{spec.label}: the onnxruntime backend does not offer CUDA graphs here")
+        precision = None if spec.file else spec.precision
+        threads = torch.get_num_threads()  # the bench sets it; the same count as torch and the probe
+        return OrtBackend(exported_path(spec, model, workdir), spec.device, precision, threads=threads)
+    from .backends.trt_backend import TrtBackend
+
+    precision = None if spec.file else spec.precision
+    return TrtBackend(
+        exported_path(spec, model, workdir), spec.device, precision, cuda_graphs=spec.cuda_graphs
+    )
+
+
+def load_model(
+    weights: str | Path | None = None, random_init: bool = False, seed: int = 0
+) -> tuple[DerainNet, str]:
+    """The model to run and a line saying where it came from: ``weights``, else the bundled
+    default weights; ``random_init`` asks explicitly for a seeded untrained default model
+    (timing only; it is never a fallback)."""
+    from .weights import default_weights_path, load_default, load_weights
+
+    if random_init:
+        if weights:
+            raise SpecError("give either a weights file or random weights, not both")
+        torch.manual_seed(seed)
+        return DerainNet().eval(), f"random init (seed {seed})"
+    if weights:
+        return load_weights(weights), str(weights)
+    if not default_weights_path().is_file():
+        raise SpecError(
+            f"the bundled default weights are missing ({default_weights_path()}); pass --weights FILE"
+        )
+    return load_default(), f"bundled {default_weights_path().name}"

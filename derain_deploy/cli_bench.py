@@ -1,0 +1,174 @@
+"""``derain-bench``: throughput of backends against eager FP32 and the machine's floor."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .backend_spec import SpecError, load_model, parse_specs
+from .backends.base import BackendError
+from .bench import BenchError, BenchSpec, run_bench, write_atomic
+from .weights import WeightsError
+
+DEFAULT_BACKENDS = {
+    "cpu": ("torch", "torch:cl", "ort:concat", "ort:split", "ort:int8:split"),
+    "cuda": (
+        "torch@cuda",
+        "torch:fp16@cuda",
+        "ort@cuda",
+        "ort:fp16@cuda",
+        "trt:fp16@cuda",
+        "trt:fp16:graphs@cuda",
+    ),
+}
+
+
+def default_backends(device: str) -> list[str]:
+    """The default set for ``device``; TensorRT specs only where TensorRT is installed (said so)."""
+    import importlib.util
+
+    specs = list(DEFAULT_BACKENDS[device])
+    if device == "cuda" and importlib.util.find_spec("tensorrt") is None:
+        click.echo("note: TensorRT is not installed: the default set leaves out trt:* (name one with -b "
+                   "to see why it cannot run)", err=True)  # fmt: skip
+        specs = [s for s in specs if not s.startswith("trt")]
+    return specs
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The error classes whose one-line message is shown as ``error: ...`` (no traceback)."""
+    errors: list[type[BaseException]] = [SpecError, BackendError, WeightsError, BenchError, OSError]
+    try:
+        from export.onnx_export import ExportError
+        from export.verify import ParityError
+
+        errors += [ExportError, ParityError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    h, sep, w = text.lower().partition("x")
+    if not sep or not h.isdigit() or not w.isdigit() or int(h) < 1 or int(w) < 1:
+        raise click.BadParameter(f"{text!r} is not HEIGHTxWIDTH (e.g. 480x640)")
+    return int(h), int(w)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-b",
+    "--backend",
+    "backends",
+    multiple=True,
+    metavar="SPEC",
+    help="Backend spec, repeatable: torch, torch:cl, torch:bf16:cl, ort:split, ort:int8:split, "
+    "ort:fp16@cuda, trt:fp16:graphs@cuda, ort=model.onnx ... (default: a set per --device).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Device for specs that name none (and which default set to run).",
+)
+@click.option(
+    "-r",
+    "--resolution",
+    "resolutions",
+    multiple=True,
+    metavar="HxW",
+    callback=lambda _ctx, _param, values: [parse_resolution(v) for v in values],
+    help="Repeatable; default 256x256, 480x640, 720x1280 (and 1080x1920 on a GPU).",
+)
+@click.option(
+    "-n", "--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Batch sizes (default 1)."
+)
+@click.option(
+    "--weights", type=click.Path(dir_okay=False), help="Weights file (default: the bundled weights)."
+)
+@click.option("--random-weights", is_flag=True, help="Time a seeded untrained model (no weights needed).")
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0),
+    default=8.0,
+    show_default=True,
+    help="Seconds of timed repetitions per row (after warm-up).",
+)
+@click.option("--min-reps", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--max-reps", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--warmup", type=click.IntRange(min=1), default=1, show_default=True, help="Warm-up calls per row."
+)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all usable cores).")
+@click.option(
+    "--probe-size", type=click.IntRange(min=64), default=2048, show_default=True, help="Matmul probe N."
+)
+@click.option(
+    "--check-parity", is_flag=True, help="Compare every output with eager FP32; exit 1 on a failure."
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
+@click.option("--markdown", "md_path", type=click.Path(dir_okay=False), help="Write a Markdown table.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG plot (matplotlib).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+def main(
+    backends: tuple[str, ...],
+    device: str,
+    resolutions: list[tuple[int, int]],
+    batches: tuple[int, ...],
+    weights: str | None,
+    random_weights: bool,
+    budget: float,
+    min_reps: int,
+    max_reps: int,
+    warmup: int,
+    threads: int | None,
+    probe_size: int,
+    check_parity: bool,
+    json_path: str | None,
+    md_path: str | None,
+    plot_path: str | None,
+    quiet: bool,
+) -> None:
+    """Measure frames/s, latency percentiles, the speed-up over eager FP32 PyTorch and the ratio to
+    the floor (FLOP per frame at the rate of a matmul probe) for each backend and size."""
+    sizes = resolutions or None
+    try:
+        specs = parse_specs(list(backends or default_backends(device)), default_device=device)
+        if max_reps < min_reps:
+            raise SpecError(f"--max-reps {max_reps} is below --min-reps {min_reps}")
+        model, source = load_model(weights, random_weights)
+        spec = BenchSpec(
+            backends=specs,
+            resolutions=sizes,
+            batch_sizes=list(batches or [1]),
+            warmup=warmup,
+            min_reps=min_reps,
+            max_reps=max_reps,
+            budget_s=budget,
+            threads=threads,
+            check_parity=check_parity,
+            probe_size=probe_size,
+        )
+        log = None if quiet else (lambda msg: click.echo(msg, err=True))
+        report = run_bench(spec, model, log=log, weights=source)
+        click.echo(report.table())
+        if json_path:
+            write_atomic(json_path, report.to_json() + "\n")
+        if md_path:
+            write_atomic(md_path, report.to_markdown())
+        if plot_path:
+            report.plot(Path(plot_path))
+    except user_errors() as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    if check_parity and not report.parity_ok:
+        failed = sorted({p.label for p in report.parity if not p.passed})
+        click.echo(f"error: parity check failed for {', '.join(failed)}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
