@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
 from .backends import BACKENDS
 from .backends.base import BackendError
+from .distributed import is_job, is_ray_address, run_job
 from .job import JobOptions, run_inputs
 from .streams.base import StreamError
 from .weights import WeightsError
@@ -60,26 +62,83 @@ def _one_line(error: BaseException) -> str:
 )
 @click.option("--skip-bad-frames", is_flag=True, help="Skip (and count) corrupt frames instead of stopping.")
 @click.option("--camera", type=click.IntRange(min=0), help="Read camera N instead of INPUTS.")
+@click.option("--manifest", "manifests", multiple=True, help="File listing inputs, one a line (# comments).")
+@click.option(
+    "--ray",
+    "ray",
+    is_flag=False,
+    flag_value="local",
+    metavar="[ADDRESS]",
+    help="Run on Ray: the cluster at ADDRESS (HOST:6379, auto), or a local Ray without one.",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Ray workers [default: 1 per GPU, else per CPU].")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries an input.")
+@click.option(
+    "--segment-seconds",
+    type=click.FloatRange(min=0),
+    help="With --ray, cut videos longer than this into segments [default: 600; 0: never].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the job's summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the summary and errors print.")
-def main(inputs: tuple[str, ...], quiet: bool, **kwargs: object) -> None:
-    """Derain INPUTS: image files, folders, glob patterns, video files or stream URLs."""
-    options = JobOptions(progress=not quiet, **kwargs)  # type: ignore[arg-type]
+def main(
+    inputs: tuple[str, ...],
+    quiet: bool,
+    manifests: tuple[str, ...],
+    ray: str | None,
+    workers: int | None,
+    retries: int,
+    segment_seconds: float | None,
+    as_json: bool,
+    **kwargs: object,
+) -> None:
+    """Derain INPUTS: image files, folders, glob patterns, video files or stream URLs.
+
+    Several inputs (or --manifest, --ray, --json) make a job: every input is done even when
+    others fail, each finished output is recorded in .derain-journal.jsonl beside it and skipped
+    when the job runs again, and a summary lists every input (exit code 1 if any failed)."""
+    options = JobOptions(progress=not quiet and not as_json, **kwargs)  # type: ignore[arg-type]
 
     def log(text: str) -> None:  # --quiet keeps only the summary lines
         if not quiet or text.startswith(SUMMARY_PREFIXES):
             click.echo(text, err=True)
 
+    if ray is not None and not is_ray_address(ray):  # "--ray INPUT": an input, not an address
+        inputs, ray = (ray, *inputs), "local"
+    job = is_job(inputs, manifests, ray, as_json)
     try:
-        results = run_inputs(list(inputs), options, log=log)
+        if job:
+            summary = run_job(
+                list(inputs),
+                options,
+                manifests=manifests,
+                ray=ray,
+                workers=workers,
+                retries=retries,
+                segment_seconds=segment_seconds,
+                log=log,
+            )
+        else:
+            results = run_inputs(list(inputs), options, log=log)
     except KeyboardInterrupt:
         click.echo("error: interrupted; the unfinished output was removed", err=True)
         sys.exit(130)
     except EXPECTED_ERRORS as e:
         click.echo(f"error: {_one_line(e)}", err=True)
         sys.exit(1)
-    for stats in results:
-        if stats.output:
-            click.echo(stats.output)
+    if not job:
+        for stats in results:
+            if stats.output:
+                click.echo(stats.output)
+        return
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        click.echo(summary.describe(), err=True)
+        for item in summary.items:
+            if item.status in ("done", "skipped") and item.output:
+                click.echo(item.output)
+    if not summary.ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""Small generated inputs for the distributed tests: tiny weights, short videos, image folders."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from derain_deploy.model import DerainConfig, DerainNet
+from derain_deploy.streams import write_image
+from derain_deploy.streams.synthetic import _write_tone
+from derain_deploy.weights import save_weights
+
+STEP = 20  # frame i is a flat grey of 16 + STEP * i: survives H.264 and tells the order
+
+
+def tiny_weights(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    save_weights(DerainNet(DerainConfig(stages=2, channels=4)).eval(), path)
+    return path
+
+
+def grey_frames(n: int, h: int = 32, w: int = 48) -> list[np.ndarray]:
+    return [np.full((h, w, 3), 16 + STEP * i, np.uint8) for i in range(n)]
+
+
+def noise_frames(n: int, seed: int, h: int = 32, w: int = 48) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(rng.random((h, w, 3)) * 255).astype(np.uint8) for _ in range(n)]
+
+
+def frame_number(image: np.ndarray) -> int:
+    return round((float(np.mean(image)) - 16) / STEP)
+
+
+def write_video(
+    path: Path, frames: list[np.ndarray], *, fps: int = 4, gop: int = 4, audio: bool = False
+) -> Path:
+    """H.264, a keyframe every ``gop`` frames (B-frames on), optionally an AAC tone as long as the video."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "2"}
+        a_stream = container.add_stream("aac", rate=48000) if audio else None
+        if a_stream is not None:
+            a_stream.layout = "stereo"
+        for i, image in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            container.mux(stream.encode(vf))
+        container.mux(stream.encode(None))
+        if a_stream is not None:
+            _write_tone(container, a_stream, seconds=Fraction(len(frames), fps), rate=48000, hz=440.0)
+    return path
+
+
+def write_folder(folder: Path, n: int, seed: int = 1) -> Path:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        sub = folder / ("sub" if i % 2 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        write_image(sub / f"im{i}.png", rng.random((24, 32, 3)).astype(np.float32))
+    return folder
+
+
+def decoded(path: Path) -> tuple[list[np.ndarray], list[int], float | None]:
+    """Frames (rgb24), their pts in seconds * 1000, and the audio duration in seconds."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames, times = [], []
+        for f in c.decode(video=0):
+            frames.append(f.to_ndarray(format="rgb24"))
+            times.append(round(float(f.pts * v.time_base) * 1000))
+    audio = None
+    with av.open(str(path)) as c:
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            audio = sum(f.samples for f in c.decode(audio=0)) / a.rate
+    return frames, times, audio
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary or half-written files left anywhere under ``folder``."""
+    return sorted(
+        str(Path(d) / n)
+        for d, dirs, names in os.walk(folder)
+        for n in names + dirs
+        if ".part-" in n or n.endswith(".segments")
+    )
