@@ -6,11 +6,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .backends import open_backend, resolve_model
 from .backends.base import Backend, BackendError
 from .pipeline import RunStats, run
 from .streams import default_output_path, open_sink, open_source, write_stages_preview
-from .streams.base import StreamError
+from .streams.base import Frame, FrameSink, StreamError
 from .tiling import TiledBackend
 from .weights import load_weights
 
@@ -75,44 +77,88 @@ def prepare_backend(options: JobOptions) -> Backend:
     return backend
 
 
+class CountingSink:
+    """A sink that calls ``on_frame`` after each frame written and keeps the frames' names."""
+
+    def __init__(self, sink: FrameSink, on_frame: Callable[[int], None] | None) -> None:
+        self.sink, self.on_frame = sink, on_frame
+        self.names: list[str] = []
+
+    def write(self, frame: Frame, output: np.ndarray) -> None:
+        self.sink.write(frame, output)
+        if frame.name:
+            self.names.append(frame.name)
+        if self.on_frame is not None:
+            self.on_frame(1)
+
+    def close(self) -> None:
+        self.sink.close()
+
+    def abort(self) -> None:
+        self.sink.abort()
+
+
+def process_input(
+    spec: str | None,
+    options: JobOptions,
+    backend: Backend | Callable[[], Backend],
+    *,
+    progress: bool = False,
+    on_frame: Callable[[int], None] | None = None,
+) -> RunStats:
+    """``derain-run`` on one input (or the camera): its default output, written atomically.
+
+    ``backend`` may be a function that opens it: it is called only once the input and the
+    output have opened, so a bad input fails before any model export."""
+    source = open_source(spec, camera=options.camera, skip_bad_frames=options.skip_bad_frames)
+    try:
+        if options.stages_preview and source.info.kind not in ("image", "folder"):
+            raise StreamError(f"--stages-preview works on images; {source.info.path} is a {source.info.kind}")
+        out = default_output_path(source.info, options.output)
+        sink = open_sink(source.info, options.output, compare=options.compare, quality=options.quality)
+    except BaseException:
+        source.close()
+        raise
+    try:
+        backend = backend if isinstance(backend, Backend) else backend()
+    except BaseException:
+        sink.abort()
+        source.close()
+        raise
+    counting = CountingSink(sink, on_frame)
+    stats = run(source, backend, counting, options.batch, progress=progress, output=str(out))
+    if source.info.kind == "folder":
+        stats.details["names"] = counting.names
+    if options.stages_preview:
+        stats.details["stages_previews"] = [str(p) for p in write_previews(spec, out, options)]
+    return stats
+
+
 def run_inputs(
     inputs: Sequence[str], options: JobOptions, log: Callable[[str], None] = print
 ) -> list[RunStats]:
     """Derain each input (or the camera) into its output; ``log`` gets the one-line messages."""
     check_inputs(inputs, options)
-    backend: Backend | None = None  # opened once the first input has opened: bad inputs fail fast
+    opened: list[Backend] = []  # opened once the first input has opened: bad inputs fail fast
+
+    def backend() -> Backend:
+        if not opened:
+            opened.append(prepare_backend(options))
+            info = opened[0].info
+            log(f"backend: {info.describe()} ({info.details.get('chosen_because', '')})")
+        return opened[0]
+
     results = []
     try:
         for spec in inputs or [None]:
-            source = open_source(spec, camera=options.camera, skip_bad_frames=options.skip_bad_frames)
-            sink = None
-            try:
-                if options.stages_preview and source.info.kind not in ("image", "folder"):
-                    raise StreamError(
-                        f"--stages-preview works on images; {source.info.path} is a {source.info.kind}"
-                    )
-                out = default_output_path(source.info, options.output)
-                sink = open_sink(
-                    source.info, options.output, compare=options.compare, quality=options.quality
-                )
-                if backend is None:
-                    backend = prepare_backend(options)
-                    info = backend.info
-                    log(f"backend: {info.describe()} ({info.details.get('chosen_because', '')})")
-            except BaseException:
-                if sink is not None:
-                    sink.abort()
-                source.close()
-                raise
-            stats = run(source, backend, sink, options.batch, progress=options.progress, output=str(out))
+            stats = process_input(spec, options, backend, progress=options.progress)
             results.append(stats)
             log(f"summary: {stats.describe()}")
-            if options.stages_preview:
-                for path in write_previews(spec, out, options):
-                    log(f"stages preview: {path}")
+            for path in stats.details.get("stages_previews", []):
+                log(f"stages preview: {path}")
     finally:
-        if backend is not None:
-            backend.close()
+        for b in opened:
+            b.close()
     return results
 
 

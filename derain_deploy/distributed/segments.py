@@ -24,7 +24,7 @@ import av
 
 from ..streams.base import Frame, StreamError
 from ..streams.files import one_line, remove_quietly, temp_path
-from ..streams.video import VideoSource, _AudioCarrier
+from ..streams.video import AudioCarrier, VideoSource
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _remux(
                     )
             video = out.add_stream_from_template(template)
             if audio_from:
-                carrier = _AudioCarrier(audio_from, out, reencode)
+                carrier = AudioCarrier(audio_from, out, reencode)
             try:
                 out.start_encoding()
             except (av.FFmpegError, ValueError) as e:

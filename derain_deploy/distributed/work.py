@@ -1,9 +1,8 @@
 """The work itself, the same code wherever it runs (``derain-run``, the local loop, Ray workers).
 
-:func:`process_input` is ``derain-run`` on one input: open the source, the sink, run the
-pipeline. A job cuts its inputs into :class:`Task` s (a whole input, a segment of a long video,
-or a chunk of an image folder); :func:`run_task` runs one on an open backend and returns a
-:class:`TaskResult`.
+:func:`derain_deploy.job.process_input` is ``derain-run`` on one input. A job cuts its inputs
+into :class:`Task` s (a whole input, a segment of a long video, or a chunk of an image folder);
+:func:`run_task` runs one on an open backend and returns a :class:`TaskResult`.
 """
 
 from __future__ import annotations
@@ -18,14 +17,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
 from ..backends import resolve_model
 from ..backends.base import Backend
-from ..job import JobOptions, write_previews
+from ..job import CountingSink, JobOptions, process_input
 from ..pipeline import RunStats, run
-from ..streams import default_output_path, open_sink, open_source
-from ..streams.base import Frame, FrameSink, StreamError
+from ..streams import open_sink, open_source
+from ..streams.base import StreamError
 from ..streams.images import ImageSource
 from ..weights import file_sha256
 from .segments import Segment, SegmentSource
@@ -83,54 +80,6 @@ def settings_key(options: JobOptions) -> str:
         "backend_options": {k: v for k, v in sorted(options.backend_options.items()) if k != "threads"},
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-class CountingSink:
-    """A sink that calls ``on_frame`` after each frame written and keeps the frames' names."""
-
-    def __init__(self, sink: FrameSink, on_frame: Callable[[int], None] | None) -> None:
-        self.sink, self.on_frame = sink, on_frame
-        self.names: list[str] = []
-
-    def write(self, frame: Frame, output: np.ndarray) -> None:
-        self.sink.write(frame, output)
-        if frame.name:
-            self.names.append(frame.name)
-        if self.on_frame is not None:
-            self.on_frame(1)
-
-    def close(self) -> None:
-        self.sink.close()
-
-    def abort(self) -> None:
-        self.sink.abort()
-
-
-def process_input(
-    spec: str | None,
-    options: JobOptions,
-    backend: Backend,
-    *,
-    progress: bool = False,
-    on_frame: Callable[[int], None] | None = None,
-) -> RunStats:
-    """``derain-run`` on one input (or the camera): its default output, written atomically."""
-    source = open_source(spec, camera=options.camera, skip_bad_frames=options.skip_bad_frames)
-    try:
-        if options.stages_preview and source.info.kind not in ("image", "folder"):
-            raise StreamError(f"--stages-preview works on images; {source.info.path} is a {source.info.kind}")
-        out = default_output_path(source.info, options.output)
-        sink = open_sink(source.info, options.output, compare=options.compare, quality=options.quality)
-    except BaseException:
-        source.close()
-        raise
-    counting = CountingSink(sink, on_frame)
-    stats = run(source, backend, counting, options.batch, progress=progress, output=str(out))
-    if source.info.kind == "folder":
-        stats.details["names"] = counting.names
-    if options.stages_preview:
-        stats.details["stages_previews"] = [str(p) for p in write_previews(spec, out, options)]
-    return stats
 
 
 def _run_segment(

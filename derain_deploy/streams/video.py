@@ -223,7 +223,7 @@ def pad_even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-class _AudioCarrier:
+class AudioCarrier:
     """Copies (or re-encodes to AAC) the first audio stream of ``source`` into ``container``,
     interleaved with the video: :meth:`until` writes packets up to a time, :meth:`finish` the rest."""
 
@@ -335,7 +335,7 @@ class VideoSink:
         self._tmp = temp_path(self.path)
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
-        self._audio: _AudioCarrier | None = None
+        self._audio: AudioCarrier | None = None
         self._last_pts: int | None = None
         self._closed = False
 
@@ -354,7 +354,7 @@ class VideoSink:
                 stream.codec_context.time_base = self.time_base
                 stream.options = {"crf": str(self.quality), "preset": self.preset}
                 if self.audio_source:
-                    audio = _AudioCarrier(self.audio_source, container, reencode)
+                    audio = AudioCarrier(self.audio_source, container, reencode)
                 container.start_encoding()
             except (av.FFmpegError, OSError, ValueError) as e:
                 if audio is not None:
