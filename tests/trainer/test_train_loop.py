@@ -1,0 +1,150 @@
+"""The loop: loss falls on a fixed batch, exact resume, NaN stop, Ctrl-C, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from trainer_fixtures import tiny_overrides
+
+import trainer.loop as loop
+from derain_deploy.weights import load_weights
+from trainer.config import load
+from trainer.loop import TrainingError, TrainingInterruptedError, train
+
+
+def _losses(out: Path) -> list[float]:
+    with open(out / "log.csv") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f)]
+
+
+def test_loss_falls_on_a_fixed_batch(clean_dir: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    overrides = {"train.iterations": 30, "optim.milestones": "[0.9]", "optim.lr": 0.005}
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "run", **overrides))
+    fixed = {}
+
+    def same_batch(dataset, iteration, batch):  # type: ignore[no-untyped-def]
+        if "b" not in fixed:
+            fixed["b"] = loop.batch_for.__wrapped__(dataset, 0, batch)
+        return fixed["b"]
+
+    same_batch.__wrapped__ = loop.batch_for  # type: ignore[attr-defined]
+    monkeypatch.setattr(loop, "batch_for", same_batch)
+    weights = train(cfg, progress=False)
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 30 and losses[-1] < 0.6 * losses[0]
+    model = load_weights(weights)
+    assert model.config.stages == 2 and model.config.channels == 4
+    card = json.loads((tmp_path / "run" / f"{cfg.train.name}.card.json").read_text())
+    assert card["iterations"] == 30 and card["data"]["clean_images"] == 3 and card["sha256"]
+
+
+def test_resume_reproduces_the_uninterrupted_run(clean_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    full = train(load(None, tiny_overrides(clean_dir, tmp_path / "a")), progress=False)
+    original = loop.batch_for
+
+    def interrupt_at_3(dataset, iteration, batch):  # type: ignore[no-untyped-def]
+        if iteration == 3:
+            raise KeyboardInterrupt
+        return original(dataset, iteration, batch)
+
+    monkeypatch.setattr(loop, "batch_for", interrupt_at_3)
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "b"))
+    with pytest.raises(TrainingInterruptedError, match="interrupted at iteration 3"):
+        train(cfg, progress=False)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["iteration"] == 3
+    monkeypatch.setattr(loop, "batch_for", original)
+    with pytest.raises(TrainingError, match="pass --resume"):
+        train(cfg, progress=False)
+    resumed = train(cfg, resume=True, progress=False)
+    a, b = load_file(str(full)), load_file(str(resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")[:3] + _losses(tmp_path / "b")[3:]
+
+
+def test_resume_errors(clean_dir: Path, tmp_path: Path) -> None:
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "r", **{"train.iterations": 2}))
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(cfg, resume=True, progress=False)
+    train(cfg, progress=False)
+    other = load(None, tiny_overrides(clean_dir, tmp_path / "r", **{"optim.lr": 0.5, "train.iterations": 4}))
+    with pytest.raises(TrainingError, match=r"config differs in optim\.lr"):
+        train(other, resume=True, progress=False)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(clean_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    original = loop.batch_for
+
+    def nan_at_4(dataset, iteration, batch):  # type: ignore[no-untyped-def]
+        rainy, clean, rain = original(dataset, iteration, batch)
+        if iteration == 4:
+            rainy = rainy * float("nan")
+        return rainy, clean, rain
+
+    monkeypatch.setattr(loop, "batch_for", nan_at_4)
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "n"))
+    with pytest.raises(TrainingError, match=r"loss became nan at iteration 5.*checkpoint\.pt"):
+        train(cfg, progress=False)
+    state = torch.load(tmp_path / "n" / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_validation_is_logged(clean_dir: Path, tmp_path: Path) -> None:
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "v", **{
+        "val.every": 3, "val.clean": f"[{clean_dir}]", "val.crop": 24, "train.iterations": 3}))
+    train(cfg, progress=False)
+    with open(tmp_path / "v" / "val.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and float(rows[0]["synthetic-heavy/input_psnr_y"]) > 0
+    assert "clean/change_psnr_y" in rows[0]
+
+
+def test_bf16_autocast_trains(clean_dir: Path, tmp_path: Path) -> None:
+    overrides = {"train.bf16": "true", "train.iterations": 3}
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "h", **overrides))
+    weights = load_file(str(train(cfg, progress=False)))
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in weights.values())
+    assert all(l > 0 for l in _losses(tmp_path / "h"))
+
+
+def test_init_from_weights(clean_dir: Path, tmp_path: Path) -> None:
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "i1", **{"train.iterations": 2}))
+    first = train(cfg, progress=False)
+    overrides = {"train.iterations": 1, "train.init": str(first), "optim.lr": 1e-12}
+    second = train(load(None, tiny_overrides(clean_dir, tmp_path / "i2", **overrides)), progress=False)
+    a, b = load_file(str(first)), load_file(str(second))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    cases = ((tmp_path / "none.safetensors", "not found"), (tmp_path / "i1" / "checkpoint.pt", "cannot use"))
+    for init, message in cases:
+        cfg = load(None, tiny_overrides(clean_dir, tmp_path / f"i3{init.stem}", **{
+            "train.iterations": 1, "train.init": str(init), "model.channels": 5}))
+        with pytest.raises(TrainingError, match=message):
+            train(cfg, progress=False)
+
+
+def test_sigterm_saves_a_checkpoint_after_the_step(clean_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    original = loop.batch_for
+
+    def term_at_2(dataset, iteration, batch):  # type: ignore[no-untyped-def]
+        if iteration == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(dataset, iteration, batch)
+
+    monkeypatch.setattr(loop, "batch_for", term_at_2)
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "t"))
+    with pytest.raises(TrainingInterruptedError, match="interrupted at iteration 3"):
+        train(cfg, progress=False)
+    assert torch.load(tmp_path / "t" / "checkpoint.pt", weights_only=True)["iteration"] == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -1,0 +1,370 @@
+"""``train(config) -> Path``: the training loop with checkpoints, exact resume, validation, logs.
+
+Run folder ``train.out``: ``checkpoint.pt`` (the last good state: model, optimizer, scheduler,
+iteration, RNG, config; written atomically, never after a non-finite loss), ``log.csv`` (loss per
+``log_every`` iterations), ``val.csv`` (periodic validation), ``tensorboard/`` when the
+tensorboard package is installed, and at the end
+``<name>.safetensors`` + ``<name>.card.json`` (the model card).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from derain_deploy.model import DerainNet
+from derain_deploy.weights import file_sha256, save_weights
+
+from .config import Config
+from .datasets import RainDataset, batch_for, gather_images, gather_pairs, validation_items
+from .losses import DerainLoss
+from .validate import evaluate, flat
+
+CHECKPOINT = "checkpoint.pt"
+# train.* keys a resumed run may change (a new length re-places the relative LR milestones).
+RESUME_MAY_CHANGE = ("out", "threads", "checkpoint_every", "log_every", "iterations", "bf16")
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (non-finite loss, incompatible checkpoint); the message is one line."""
+
+
+class TrainingInterruptedError(TrainingError):
+    """Ctrl-C: a checkpoint was saved; ``--resume`` continues."""
+
+
+def code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("derain-deploy")
+    except PackageNotFoundError:
+        v = "unknown"
+    try:
+        rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return f"{v}+{rev}" if rev else v
+
+
+def _umask_mode(tmp: str) -> None:
+    """mkstemp files are 0600; give outputs the mode a plain open() would (0666 minus umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        _umask_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+    _umask_mode(tmp)
+    os.replace(tmp, path)
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+class _TensorBoard:
+    """Scalars to TensorBoard when the ``tensorboard`` package is installed; otherwise nothing."""
+
+    def __init__(self, out: Path) -> None:
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return
+        self.writer = SummaryWriter(log_dir=str(out / "tensorboard"))
+
+    def log(self, row: dict[str, Any], step: int, prefix: str) -> None:
+        if self.writer is not None:
+            for k, v in row.items():
+                if k != "iteration":
+                    self.writer.add_scalar(f"{prefix}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop after the current step (a checkpoint is then exact);
+    a second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def _same_recipe(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Config keys that differ in ways that break an exact resume."""
+    from .config import Config
+
+    defaults = Config().to_dict()  # keys added after a checkpoint was written count as their default
+    diffs = []
+    for section in ("model", "data", "loss", "optim", "train"):
+        for k in set(a.get(section, {})) | set(b.get(section, {})):
+            if section == "train" and k in RESUME_MAY_CHANGE:
+                continue
+            default = defaults.get(section, {}).get(k)
+            if a.get(section, {}).get(k, default) != b.get(section, {}).get(k, default):
+                diffs.append(f"{section}.{k}")
+    return sorted(diffs)
+
+
+def build_data(cfg: Config) -> tuple[RainDataset, list]:
+    d, v = cfg.data, cfg.val
+    exclude = set(d.exclude)
+    clean = gather_images(d.clean, exclude)
+    pairs = gather_pairs(d.paired, exclude)
+    dataset = RainDataset(clean, pairs, crop=d.crop, flip=d.flip, rain=d.rain,
+                          paired_share=d.paired_share, seed=cfg.train.seed, rain_mix=d.rain_mix)
+    items: list = []
+    if v.every and (v.clean or v.paired):
+        items = validation_items(gather_images(v.clean), gather_pairs(v.paired, names=v.paired_names),
+                                 v.presets, v.seed, crop=v.crop, max_images=v.max_images)
+    return dataset, items
+
+
+def identity_init(model: DerainNet, scale: float = 0.1) -> None:
+    """Start close to the identity: the rain head ``rs`` is scaled down (rain estimates near 0)
+    and a residual refinement's last conv starts at 0, so rain-free input passes through."""
+    with torch.no_grad():
+        model.rs.weight.mul_(scale)
+        model.rs.bias.zero_()
+        if model.config.refinement and model.config.residual_refinement:
+            model.refine[-1].weight.zero_()
+            model.refine[-1].bias.zero_()
+
+
+def init_from(model: DerainNet, path: Path) -> None:
+    """Load model weights (not the optimizer) from a weights file or a trainer checkpoint."""
+    from derain_deploy.weights import WeightsError, load_weights
+
+    if not path.is_file():
+        raise TrainingError(f"train.init: {path} not found")
+    try:
+        if path.suffix == ".pt":
+            state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+        else:
+            state = load_weights(path).state_dict()
+        model.load_state_dict(state)
+    except (WeightsError, RuntimeError, KeyError) as e:
+        raise TrainingError(f"train.init: cannot use {path} ({str(e).splitlines()[0]})") from None
+    print(f"initialised from {path}", flush=True)
+
+
+def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
+    """Train per ``cfg``; returns the path of the final safetensors weights."""
+    t = cfg.train
+    out = Path(t.out)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    model = DerainNet(cfg.model_config())
+    if t.init:
+        init_from(model, Path(t.init))
+    elif t.identity_init:
+        identity_init(model)
+    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    milestones = sorted({max(1, round(m * t.iterations)) for m in cfg.optim.milestones})
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=cfg.optim.gamma)
+    criterion = DerainLoss(cfg.loss.stage_mse, cfg.loss.l1, cfg.loss.perceptual, cfg.loss.vgg_weights)
+    dataset, val_items = build_data(cfg)
+    print(f"data: {dataset.summary()}; validation: {len(val_items)} images", flush=True)
+
+    out.mkdir(parents=True, exist_ok=True)
+    start, wall = 0, 0.0
+    ckpt_path = out / CHECKPOINT
+    if resume:
+        if not ckpt_path.is_file():
+            raise TrainingError(f"nothing to resume: {ckpt_path} not found")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        diffs = _same_recipe(state["config"], cfg.to_dict())
+        if diffs:
+            raise TrainingError(f"cannot resume {ckpt_path}: the config differs in {', '.join(diffs)}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start, wall = int(state["iteration"]), float(state["wall_s"])
+        old_iterations = int(state["config"]["train"]["iterations"])
+        if old_iterations != t.iterations:
+            # A longer (or shorter) run: the milestones stay relative to the new length.
+            from collections import Counter
+
+            sched.milestones = Counter(milestones)
+            lr = cfg.optim.lr * cfg.optim.gamma ** sum(m <= start for m in milestones)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            sched._last_lr = [lr for _ in opt.param_groups]
+            print(f"iterations changed from {old_iterations} to {t.iterations}: milestones {milestones}, "
+                  f"lr now {lr:g}", flush=True)
+        print(f"resumed from {ckpt_path} at iteration {start}", flush=True)
+    elif ckpt_path.exists():
+        raise TrainingError(f"{ckpt_path} exists: pass --resume to continue it or choose another train.out")
+
+    def save_checkpoint(iteration: int) -> None:
+        _atomic_save({
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "iteration": iteration, "torch_rng": torch.get_rng_state(), "wall_s": wall + (time.time() - t0),
+            "config": cfg.to_dict(),
+        }, ckpt_path)
+
+    last_val: dict[str, dict[str, float]] = {}
+    board = _TensorBoard(out)
+
+    def validate(iteration: int) -> None:
+        nonlocal last_val
+        if not val_items:
+            return
+        last_val = evaluate(model, val_items)
+        _append_csv(out / "val.csv", {"iteration": iteration, **flat(last_val)})
+        board.log(flat(last_val), iteration, "val")
+        parts = ", ".join(
+            f"{p} {d['input_psnr_y']:.2f}->{d['output_psnr_y']:.2f} dB" if "input_psnr_y" in d
+            else f"{p} change {d['change_psnr_y']:.2f} dB" for p, d in last_val.items())
+        tqdm.write(f"val @ {iteration}: {parts}")
+        model.train()
+
+    t0 = time.time()
+    it = start
+    # Ctrl-C and SIGTERM (kill PID) save a checkpoint after the current step; SIGINT is caught
+    # even where a shell ignored it for a background job.
+    stop = _StopFlag()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        for s in previous:
+            signal.signal(s, stop)
+    bar = tqdm(total=t.iterations, initial=start, disable=not progress, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 60.0, desc=t.name)
+    window_t, window_n, window_loss = time.time(), 0, [0.0, 0.0, 0.0, 0.0]
+    try:
+        model.train()
+        while it < t.iterations:
+            if stop.requested:
+                raise KeyboardInterrupt
+            batch = batch_for(dataset, it, t.batch)
+            rainy, clean, rain = (x.contiguous(memory_format=memory_format) for x in batch)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.bf16):
+                pred, stages = model(rainy, return_stages=True)
+            terms = criterion(rainy, clean, rain, pred.float(), [s.float() for s in stages])
+            if not math.isfinite(float(terms.total.detach())):
+                good = ckpt_path if ckpt_path.exists() else "(none yet)"
+                raise TrainingError(
+                    f"loss became {float(terms.total.detach())} at iteration {it + 1}; stopped, the last "
+                    f"good checkpoint is {good}; lower optim.lr or set optim.grad_clip and --resume"
+                )
+            opt.zero_grad(set_to_none=True)
+            terms.total.backward()
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            opt.step()
+            sched.step()
+            it += 1
+            window_n += 1
+            for k, v in enumerate((float(terms.total.detach()), terms.stage_mse, terms.l1, terms.perceptual)):
+                window_loss[k] += v
+            bar.update(1)
+            if it % t.log_every == 0 or it == t.iterations:
+                now = time.time()
+                rate = window_n / max(now - window_t, 1e-9)
+                mean = [v / window_n for v in window_loss]
+                bar.set_postfix(loss=f"{mean[0]:.4f}", refresh=False)
+                row = {
+                    "iteration": it, "loss": mean[0], "stage_mse": mean[1], "l1": mean[2],
+                    "perceptual": mean[3], "lr": opt.param_groups[0]["lr"], "it_per_s": round(rate, 4),
+                    "wall_s": round(wall + now - t0, 1),
+                }
+                _append_csv(out / "log.csv", row)
+                board.log(row, it, "train")
+                window_t, window_n, window_loss = now, 0, [0.0, 0.0, 0.0, 0.0]
+            if it % t.checkpoint_every == 0 or it == t.iterations:
+                save_checkpoint(it)
+            if cfg.val.every and (it % cfg.val.every == 0 or it == t.iterations):
+                validate(it)
+    except KeyboardInterrupt:
+        bar.close()
+        board.close()
+        save_checkpoint(it)
+        raise TrainingInterruptedError(f"interrupted at iteration {it}; checkpoint saved to {ckpt_path} "
+                                       "(continue with --resume)") from None
+    finally:
+        if in_main_thread:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    bar.close()
+    board.close()
+    wall += time.time() - t0
+    weights = out / f"{t.name}.safetensors"
+    save_weights(model.to(memory_format=torch.contiguous_format), weights,
+                 extra={"iterations": str(it), "trainer": code_version()})
+    card = model_card(cfg, dataset, it, wall, last_val, weights)
+    _write_json(card, out / f"{t.name}.card.json")
+    print(f"data: {dataset.summary()}", flush=True)
+    return weights
+
+
+def model_card(cfg: Config, dataset: RainDataset, iterations: int, wall_s: float,
+               validation: dict[str, dict[str, float]], weights: Path) -> dict[str, Any]:
+    mc = cfg.model_config()
+    return {
+        "name": cfg.train.name,
+        "weights": weights.name,
+        "sha256": file_sha256(weights),
+        "model": mc.to_dict(),
+        "parameters": DerainNet(mc).num_parameters(),
+        "data": {
+            "clean_folders": cfg.data.clean, "paired_folders": cfg.data.paired, "excluded": cfg.data.exclude,
+            "clean_images": len(dataset.clean_files), "real_pairs": len(dataset.pairs),
+            "synthetic_rain": cfg.data.rain, "paired_share": dataset.paired_share,
+            "unreadable_skipped": dataset.log.skipped,
+        },
+        "recipe": {"loss": vars(cfg.loss), "optim": vars(cfg.optim), "batch": cfg.train.batch,
+                   "crop": cfg.data.crop, "seed": cfg.train.seed},
+        "iterations": iterations,
+        "wall_time_s": round(wall_s, 1),
+        "validation_during_training": validation,
+        "code_version": code_version(),
+        "torch": torch.__version__,
+    }
