@@ -42,11 +42,18 @@ def save_weights(model: DerainNet, path: str | Path, extra: dict[str, str] | Non
     os.close(fd)
     try:
         Path(tmp).write_bytes(_canonical(save(tensors, metadata=meta)))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; weights are for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _canonical(data: bytes) -> bytes:

@@ -89,7 +89,7 @@ def test_cache_reuses_and_keys_by_weights(
     torch.manual_seed(3)
     other = save_weights(DerainNet(TINY), tmp_path / "tiny.safetensors")  # same name, other weights
     assert cache_path(other) != onnx_file
-    assert cache_path(weights, graph="concat") != onnx_file
+    assert cache_path(weights, graph="split") != onnx_file
     with pytest.raises(BackendError, match=r"no bf16 ONNX can be exported \(bf16 runs on the torch backend"):
         cached_onnx(weights, precision="bf16")
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import Data, output_files, reference_files
+from distributed_helpers import Data, output_files, reference_files
 
 from derain_deploy.cli_run import main
 

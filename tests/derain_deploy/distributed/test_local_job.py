@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Data, options, output_files, reference_files
-from helpers import leftovers
+from distributed_helpers import Data, leftovers, options, output_files, reference_files
 
 from derain_deploy.distributed import JOURNAL_NAME, JobSettings, run_local
 from derain_deploy.distributed.work import FAULT_DIR_ENV

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import Data, options, output_files, reference_files
-from helpers import decoded, leftovers
+from distributed_helpers import Data, decoded, leftovers, options, output_files, reference_files
 
 from derain_deploy.cli_run import main
 from derain_deploy.distributed import JobSettings, run_many

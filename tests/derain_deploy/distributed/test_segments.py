@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import decoded, frame_number, grey_frames, write_video
+from distributed_helpers import decoded, frame_number, grey_frames, write_video
 
 from derain_deploy.distributed.segments import SegmentSource, join_segments, plan_segments
 from derain_deploy.streams import open_sink

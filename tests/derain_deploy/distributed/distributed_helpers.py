@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -10,6 +11,7 @@ import av
 import numpy as np
 import torch
 
+from derain_deploy.job import JobOptions
 from derain_deploy.model import DerainConfig, DerainNet
 from derain_deploy.streams import write_image
 from derain_deploy.streams.synthetic import _write_tone
@@ -92,3 +94,39 @@ def leftovers(folder: Path) -> list[str]:
         for n in names + dirs
         if ".part-" in n or n.endswith(".segments")
     )
+
+
+def comparable(path: Path) -> bytes:
+    """A file's bytes; for Matroska its packets only: FFmpeg's Matroska muxer writes a random
+    segment UID and the date into every file, so two runs of ``derain-run`` differ there too."""
+    if path.suffix != ".mkv":
+        return path.read_bytes()
+    with av.open(str(path)) as c:
+        return b"".join(bytes(p) + f"{p.pts},{p.dts};".encode() for p in c.demux() if p.size)
+
+
+@dataclasses.dataclass
+class Data:
+    root: Path
+    weights: Path
+    videos: list[Path]  # v0 has audio; v2 is Matroska
+    folder: Path
+    long_video: Path  # 11 frames of noise, keyframe every 4, audio
+
+
+def options(data: Data, output: Path, backend: str = "torch", **changes: object) -> JobOptions:
+    return JobOptions(
+        output=f"{output}/", backend=backend, device="cpu", model=str(data.weights), progress=False, **changes
+    )
+
+
+def output_files(videos: Path, images: Path | None = None) -> dict[str, bytes]:
+    """Output files by name: the videos in ``videos``, the images under ``images`` by relative path."""
+    files = {p.name: comparable(p) for p in videos.glob("*.derained.*")}
+    images = images or videos
+    files.update({p.relative_to(images).as_posix(): p.read_bytes() for p in images.rglob("*.png")})
+    return files
+
+
+def reference_files(reference: Path) -> dict[str, bytes]:
+    return output_files(reference, reference / "folder")
