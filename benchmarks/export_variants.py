@@ -22,21 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from derain_deploy.bench import machine_info
 from derain_deploy.weights import default_weights_path, file_sha256, load_weights
 from export import verify
 from export.api import CALIBRATION_SEED, _versions
 from export.onnx_export import export_fp32, serialize
 from export.precision import CALIBRATION_CROP, CALIBRATION_FRAMES, quantize_int8, to_fp16
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -154,7 +145,7 @@ def main() -> None:
         "benchmark": "export_variants",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
-            "cpu": cpu_name(),
+            "cpu": str(machine_info()["cpu"]),
             "cores": os.cpu_count(),
             "platform": platform.platform(),
             "load_before": load_before,

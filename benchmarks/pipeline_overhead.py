@@ -29,6 +29,7 @@ import torch
 from skimage import data
 
 from derain_deploy.backends import Backend, open_backend
+from derain_deploy.bench import machine_info
 from derain_deploy.model import DerainConfig, DerainNet
 from derain_deploy.pipeline import run
 from derain_deploy.rain import add_rain
@@ -36,16 +37,6 @@ from derain_deploy.streams import open_sink, open_source, write_test_video
 from derain_deploy.weights import default_weights_path, save_weights
 
 H, W = 480, 640
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def clip_frames(n: int) -> list[np.ndarray]:
@@ -129,7 +120,7 @@ def main() -> None:
         "passed_wall": wall_ratio >= 0.9,
         "passed_cpu": cpu_ratio >= 0.9,
         "machine": {
-            "cpu": cpu_name(),
+            "cpu": str(machine_info()["cpu"]),
             "cores": os.cpu_count(),
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in load_after],

@@ -24,20 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from derain_deploy.bench import machine_info
 from derain_deploy.model import DerainConfig, DerainNet
 from trainer.losses import DerainLoss
 
 TARGET_S = 0.9
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def time_steps(channels_last: bool, bf16: bool, steps: int, warmup: int) -> tuple[list[float], list[float]]:
@@ -80,20 +71,36 @@ def main() -> None:
     for name, (cl, bf16) in variants.items():
         t, cpu = time_steps(cl, bf16, args.steps, args.warmup)
         results[name] = {
-            "median_s": statistics.median(t), "min_s": min(t), "p90_s": float(np.percentile(t, 90)),
+            "median_s": statistics.median(t),
+            "min_s": min(t),
+            "p90_s": float(np.percentile(t, 90)),
             "cpu_s_median": statistics.median(cpu),  # process CPU time (all threads) per step
-            "steps": len(t), "meets_target": statistics.median(t) <= TARGET_S,
+            "steps": len(t),
+            "meets_target": statistics.median(t) <= TARGET_S,
         }
-        print(f"{name}: median {results[name]['median_s']:.3f} s, min {results[name]['min_s']:.3f} s "
-              f"per step, CPU time {results[name]['cpu_s_median']:.3f} s (target <= {TARGET_S} s)")
+        print(
+            f"{name}: median {results[name]['median_s']:.3f} s, min {results[name]['min_s']:.3f} s "
+            f"per step, CPU time {results[name]['cpu_s_median']:.3f} s (target <= {TARGET_S} s)"
+        )
     report = {
-        "benchmark": "train_step", "batch": [10, 3, 100, 100], "model": DerainConfig().to_dict(),
-        "target_s": TARGET_S, "results": results,
-        "machine": {"name": args.machine, "cpu": cpu_name(), "cores": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "loadavg_before": load_before,
-                    "loadavg_after": os.getloadavg()},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "numpy": np.__version__},
+        "benchmark": "train_step",
+        "batch": [10, 3, 100, 100],
+        "model": DerainConfig().to_dict(),
+        "target_s": TARGET_S,
+        "results": results,
+        "machine": {
+            "name": args.machine,
+            "cpu": str(machine_info()["cpu"]),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = Path(__file__).parent / "results" / f"train_step_{args.machine}.json"
