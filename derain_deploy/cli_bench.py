@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from .atomic import write_atomic
 from .backend_spec import SpecError, load_model, parse_specs
 from .backends.base import BackendError
-from .bench import BenchError, BenchSpec, run_bench, write_atomic
+from .bench import BenchError, BenchSpec, run_bench
 from .weights import WeightsError
 
 DEFAULT_BACKENDS = {

@@ -6,8 +6,8 @@ import sys
 
 import click
 
+from .atomic import write_atomic
 from .backend_spec import load_model, parse_specs
-from .bench import write_atomic
 from .cli_bench import user_errors
 from .evaluate import EvalError, evaluate
 from .pairs import LAYOUTS, LayoutError

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from .atomic import write_atomic
 from .model import DerainConfig, DerainNet
 
 FORMAT_NAME = "derain-deploy-weights"
@@ -37,23 +36,7 @@ def save_weights(model: DerainNet, path: str | Path, extra: dict[str, str] | Non
     }
     meta.update(extra or {})
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        Path(tmp).write_bytes(_canonical(save(tensors, metadata=meta)))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; weights are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return write_atomic(path, _canonical(save(tensors, metadata=meta)))
 
 
 def _canonical(data: bytes) -> bytes:
@@ -131,8 +114,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Derain
     for name, ref in expected.items():
         if tuple(tensors[name].shape) != tuple(ref.shape):
             raise WeightsError(
-                f"{path}: tensor {name} has shape {tuple(tensors[name].shape)}, "
-                f"expected {tuple(ref.shape)}"
+                f"{path}: tensor {name} has shape {tuple(tensors[name].shape)}, expected {tuple(ref.shape)}"
             )
     model.load_state_dict(tensors)
     return model.eval().to(device)

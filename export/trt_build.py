@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from derain_deploy.atomic import write_atomic
 
 from .profiles import Profile, shape_str
 
@@ -127,17 +127,6 @@ def _build(
     return bytes(engine), bytes(config.get_timing_cache().serialize()), str(trt.__version__)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_engine(
     onnx_path: Path,
     engine_path: Path,
@@ -180,7 +169,7 @@ def build_engine(
         "build_seconds": round(seconds, 2),
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_atomic(engine_path, engine)
-    _write_atomic(engine_path.with_name(engine_path.name + ".json"), json.dumps(sidecar, indent=2).encode())
-    _write_atomic(cache_path, new_cache)
+    write_atomic(engine_path, engine)
+    write_atomic(engine_path.with_name(engine_path.name + ".json"), json.dumps(sidecar, indent=2).encode())
+    write_atomic(cache_path, new_cache)
     return sidecar

@@ -6,6 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
+from ..atomic import write_atomic
 from .base import StreamError
 
 
@@ -51,17 +52,10 @@ def ensure_writable_dir(folder: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it onto ``path``."""
-    tmp = temp_path(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError as e:
-        remove_quietly(tmp)
         raise StreamError(f"cannot write {path}: {one_line(e.strerror or e)}") from None
-    except BaseException:
-        remove_quietly(tmp)
-        raise
 
 
 def remove_quietly(path: Path) -> None:
