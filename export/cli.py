@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from derain_deploy.atomic import write_atomic
 from derain_deploy.weights import WeightsError
 
 from .api import EngineUnavailableError, ExportOptions, ExportReport, export_model, report_json
@@ -182,7 +183,7 @@ def main(
     except EngineUnavailableError as e:
         print_report(e.report)
         if json_path:
-            json_path.write_text(report_json(e.report))
+            write_atomic(json_path, report_json(e.report))
         click.echo(f"error: {e}; build the engines elsewhere with:", err=True)
         for cmd in e.commands:
             click.echo("  " + shlex.join(cmd), err=True)
@@ -192,7 +193,7 @@ def main(
         sys.exit(EXIT_ERROR)
     print_report(report)
     if json_path:
-        json_path.write_text(report_json(report))
+        write_atomic(json_path, report_json(report))
 
 
 if __name__ == "__main__":
