@@ -43,6 +43,10 @@ MATRIX = {
         "ort:int8:concat",
         "ort:int8:split",
         "ort:fp16:split",
+        "ov:concat",
+        "ov:split",
+        "ov:int8:split",
+        "ov:bf16:split",
     ],
     "cuda": [
         "torch@cuda",
@@ -55,7 +59,7 @@ MATRIX = {
         "trt:int8@cuda",
     ],
 }
-QUALITY = {"cpu": ["ort:split", "ort:int8:split", "ort:int8:concat"], "cuda": []}
+QUALITY = {"cpu": ["ort:split", "ort:int8:split", "ort:int8:concat", "ov:split", "ov:int8:split"], "cuda": []}
 TARGETS = (
     "issue 6: best FP32 <= 1.25x floor; >= 4x eager FP32 frames/s; INT8 faster than the floor, <= 0.5 dB loss"
 )
@@ -105,7 +109,7 @@ def targets(report: BenchReport, summary: dict[str, dict[str, float]]) -> list[s
         lines.append(f"- {h}x{w}: {best.label} at {best.speedup_vs_eager:.2f}x eager FP32 frames/s: "
                      f"{'met' if best.speedup_vs_eager >= 4 else 'NOT met'} (>= 4x)")  # fmt: skip
         for r in int8:
-            fp32_same = f"ort:fp32:{r.graph}"
+            fp32_same = r.label.replace(":int8:", ":fp32:")  # the same runtime and graph in FP32
             loss = None
             if r.label in summary and fp32_same in summary:
                 loss = summary[fp32_same]["psnr_y"] - summary[r.label]["psnr_y"]

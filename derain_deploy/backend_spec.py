@@ -8,6 +8,8 @@ Syntax: ``BACKEND[:OPTION...][@DEVICE]`` or ``BACKEND=FILE[@DEVICE]``, for examp
     ort:split             ONNX Runtime, FP32, the concat-free ("split") graph
     ort:int8:concat       ONNX Runtime, INT8 QDQ, the paper's graph
     ort:fp16@cuda         ONNX Runtime on CUDA, FP16
+    ov:int8:split         OpenVINO (CPU), INT8 QDQ, the split graph
+    ov:bf16:split         OpenVINO computing the FP32 file in bf16 (AMX / AVX-512 BF16 CPUs)
     trt:fp16:graphs@cuda  TensorRT FP16 with CUDA graphs
     ort=model.onnx        ONNX Runtime on a file exported before (its metadata gives the precision)
 
@@ -34,16 +36,19 @@ ALIASES = {
     "pytorch": "torch",
     "ort": "onnxruntime",
     "onnxruntime": "onnxruntime",
+    "ov": "openvino",
+    "openvino": "openvino",
     "trt": "tensorrt",
     "tensorrt": "tensorrt",
 }
 PRECISIONS = {
     "torch": ("fp32", "fp16", "bf16"),
     "onnxruntime": ("fp32", "fp16", "int8"),
+    "openvino": ("fp32", "bf16", "int8"),
     "tensorrt": ("fp32", "fp16", "int8"),
 }
 GRAPHS = ("concat", "split")
-SHORT = {"torch": "torch", "onnxruntime": "ort", "tensorrt": "trt"}
+SHORT = {"torch": "torch", "onnxruntime": "ort", "openvino": "ov", "tensorrt": "trt"}
 
 
 class SpecError(ValueError):
@@ -54,10 +59,10 @@ class SpecError(ValueError):
 class BackendSpec:
     """One backend configuration to run (a row in the bench, a column in the eval)."""
 
-    backend: str  # torch, onnxruntime, tensorrt
+    backend: str  # torch, onnxruntime, openvino, tensorrt
     precision: str = "fp32"
     device: str = "cpu"
-    graph: str = "concat"  # ONNX graph form (onnxruntime, tensorrt): the paper's concat or split
+    graph: str = "concat"  # ONNX graph form (onnxruntime, openvino, tensorrt): the paper's concat or split
     channels_last: bool = False  # torch only
     cuda_graphs: bool = False  # tensorrt (and backends that offer it) on CUDA only
     file: str | None = None  # an exported model file to use instead of exporting one
@@ -124,7 +129,7 @@ def _backend_name(name: str, text: str) -> str:
     if key not in ALIASES:
         raise SpecError(
             f"unknown backend {name.strip()!r} in {text!r}; "
-            "expected torch, ort (onnxruntime) or trt (tensorrt)"
+            "expected torch, ort (onnxruntime), ov (openvino) or trt (tensorrt)"
         )
     return ALIASES[key]
 
@@ -138,9 +143,13 @@ def _checked(spec: BackendSpec, text: str) -> BackendSpec:
     if spec.channels_last and spec.backend != "torch":
         raise SpecError(f"backend spec {text!r}: channels_last applies to torch only")
     if spec.graph != "concat" and spec.backend == "torch":
-        raise SpecError(f"backend spec {text!r}: the graph form applies to exported models (ort, trt) only")
+        raise SpecError(
+            f"backend spec {text!r}: the graph form applies to exported models (ort, ov, trt) only"
+        )
     if spec.cuda_graphs and not spec.is_cuda:
         raise SpecError(f"backend spec {text!r}: CUDA graphs need a CUDA device (add @cuda)")
+    if spec.backend == "openvino" and spec.device != "cpu":
+        raise SpecError(f"backend spec {text!r}: openvino runs on the CPU only")
     if spec.backend == "tensorrt" and not spec.is_cuda:
         spec = spec.with_device("cuda")  # TensorRT runs on a GPU only; the device says so in reports
     return spec
@@ -165,7 +174,8 @@ def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
     if spec.file:
         return Path(spec.file)
     kind = "engine" if spec.backend == "tensorrt" else "onnx"
-    out = workdir / f"{kind}-{spec.graph}-{spec.precision}"
+    precision = "fp32" if spec.precision == "bf16" else spec.precision  # OpenVINO's bf16 reads FP32
+    out = workdir / f"{kind}-{spec.graph}-{precision}"
     done = out / "exported.txt"  # names the file once the export finished
     if done.is_file():
         return out / done.read_text().strip()
@@ -180,15 +190,15 @@ def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
         save_weights(model, weights)
     options = ExportOptions(
         graph=spec.graph,
-        fp16=spec.precision == "fp16",
-        int8=spec.precision == "int8",
+        fp16=precision == "fp16",
+        int8=precision == "int8",
         engine=kind == "engine",  # the default video profile: batch 1..4, 64x64 to 1080x1920
         name="derain",
         bench_shape=None,  # the bench times it itself
         fp16_large_shape=(1, 3, 240, 320),  # the NaN/Inf check; the bench's parity check covers the rest
     )
     report = export_model(weights, out, options)
-    (artifact,) = [a for a in report.artifacts if a.kind == kind and a.precision == spec.precision]
+    (artifact,) = [a for a in report.artifacts if a.kind == kind and a.precision == precision]
     done.write_text(artifact.path.name)
     return artifact.path
 
@@ -213,6 +223,14 @@ def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> Backend:
         precision = None if spec.file else spec.precision
         threads = torch.get_num_threads()  # the bench sets it; the same count as torch and the probe
         return OrtBackend(exported_path(spec, model, workdir), spec.device, precision, threads=threads)
+    if spec.backend == "openvino":
+        from .backends.openvino_backend import OpenVinoBackend
+
+        if spec.cuda_graphs:
+            raise BackendError(f"{spec.label}: the openvino backend does not offer CUDA graphs")
+        precision = "bf16" if spec.precision == "bf16" else (None if spec.file else spec.precision)
+        threads = torch.get_num_threads()
+        return OpenVinoBackend(exported_path(spec, model, workdir), "cpu", precision, threads=threads)
     from .backends.trt_backend import TrtBackend
 
     precision = None if spec.file else spec.precision

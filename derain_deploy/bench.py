@@ -188,7 +188,8 @@ class BenchReport:
         gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
         return (
             f"{m['cpu']} ({m['cores_usable']} cores{gpu}); matmul probe: {probe}; "
-            f"torch {self.versions.get('torch')}, onnxruntime {self.versions.get('onnxruntime')}"
+            f"torch {self.versions.get('torch')}, onnxruntime {self.versions.get('onnxruntime')}, "
+            f"openvino {self.versions.get('openvino') or 'not installed'}"
         )
 
     def to_markdown(self) -> str:
@@ -201,7 +202,7 @@ class BenchReport:
             + (f", GPU {self.machine['gpu']}" if self.machine.get("gpu") else "")
             + f" ({self.created[:10]}).",
             f"Versions: torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')}, onnx {v.get('onnx')}, "
-            f"TensorRT {v.get('tensorrt') or 'not installed'}.",
+            f"openvino {v.get('openvino') or 'not installed'}, TensorRT {v.get('tensorrt') or 'not installed'}.",
             "Floor: FLOP per frame / "
             + ", ".join(f"{k} matmul probe {p['gflops']:.0f} GFLOP/s" for k, p in self.probes.items())
             + f"; model {self.model['macs_per_pixel']:,} MAC/pixel. Times are medians of `reps` calls.",
@@ -361,6 +362,7 @@ def versions() -> dict[str, str | None]:
         "torch_cuda": torch.version.cuda,
         "onnxruntime": _dist_version("onnxruntime", "onnxruntime-gpu"),
         "onnx": _dist_version("onnx"),
+        "openvino": _dist_version("openvino"),
         "tensorrt": _dist_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt_cu12_libs"),
         "numpy": np.__version__,
     }

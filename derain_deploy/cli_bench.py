@@ -14,7 +14,7 @@ from .bench import BenchError, BenchSpec, run_bench
 from .weights import WeightsError
 
 DEFAULT_BACKENDS = {
-    "cpu": ("torch", "torch:cl", "ort:concat", "ort:split", "ort:int8:split"),
+    "cpu": ("torch", "torch:cl", "ort:concat", "ort:split", "ort:int8:split", "ov:split", "ov:int8:split"),
     "cuda": (
         "torch@cuda",
         "torch:fp16@cuda",
@@ -65,8 +65,9 @@ def parse_resolution(text: str) -> tuple[int, int]:
     "backends",
     multiple=True,
     metavar="SPEC",
-    help="Backend spec, repeatable: torch, torch:cl, torch:bf16:cl, ort:split, ort:int8:split, "
-    "ort:fp16@cuda, trt:fp16:graphs@cuda, ort=model.onnx ... (default: a set per --device).",
+    help="Backend spec, repeatable: torch, torch:cl, torch:bf16:cl, ort:split, ort:int8:split, ov:split, "
+    "ov:int8:split, ov:bf16:split, ort:fp16@cuda, trt:fp16:graphs@cuda, ort=model.onnx ... "
+    "(default: a set per --device).",
 )
 @click.option(
     "--device",

@@ -22,7 +22,7 @@ from .pairs import LAYOUTS, LayoutError
     multiple=True,
     metavar="SPEC",
     help="Backend spec, repeatable (see derain-bench --help): torch, ort:split, ort:int8:split, "
-    "ort=model.onnx ... Default: torch.",
+    "ov:int8:split, ort=model.onnx ... Default: torch.",
 )
 @click.option(
     "--device",

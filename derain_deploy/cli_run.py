@@ -33,7 +33,7 @@ def _one_line(error: BaseException) -> str:
     type=click.Choice(["auto", *BACKENDS]),
     default="auto",
     show_default=True,
-    help="auto: TensorRT engine > ONNX Runtime CUDA > ONNX Runtime CPU.",
+    help="auto: TensorRT engine > ONNX Runtime CUDA > OpenVINO (CPU, if installed) > ONNX Runtime CPU.",
 )
 @click.option(
     "--device",

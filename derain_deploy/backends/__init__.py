@@ -1,12 +1,13 @@
 """Inference backends and :func:`open_backend`, which picks and opens one.
 
-Model files by suffix: ``.safetensors`` weights (torch runs them directly; ONNX Runtime gets an
-ONNX exported once into the per-user cache), ``.onnx`` (ONNX Runtime), ``.engine`` (TensorRT,
-with its ``.engine.json`` sidecar). No model means the bundled default weights.
+Model files by suffix: ``.safetensors`` weights (torch runs them directly; ONNX Runtime and
+OpenVINO get an ONNX exported once into the per-user cache), ``.onnx`` (ONNX Runtime, OpenVINO),
+``.engine`` (TensorRT, with its ``.engine.json`` sidecar). No model means the bundled default weights.
 
-``auto`` picks a TensorRT engine (when one is given) > ONNX Runtime on CUDA > ONNX Runtime on the
-CPU, and records what it chose and why in ``info.details["chosen_because"]``. A named backend or
-device that cannot run is an error, never a fallback.
+``auto`` picks a TensorRT engine (when one is given) > ONNX Runtime on CUDA > OpenVINO on the CPU
+(when installed and the precision is one it runs) > ONNX Runtime on the CPU, and records what it
+chose and why in ``info.details["chosen_because"]``. A named backend or device that cannot run is
+an error, never a fallback.
 """
 
 from __future__ import annotations
@@ -41,6 +42,22 @@ def _open_ort(model: Path, device: str, precision: str | None, **options: object
     return OrtBackend(model, device="cpu" if device == "auto" else device, precision=precision, **options)  # type: ignore[arg-type]
 
 
+def _open_openvino(model: Path, device: str, precision: str | None, **options: object) -> Backend:
+    from .openvino_backend import FASTEST_GRAPH, OpenVinoBackend, _import_openvino
+
+    _import_openvino()  # before any export
+    if device not in ("auto", "cpu"):
+        raise BackendError(f"openvino: device {device!r} is not offered here; it runs on the CPU only")
+    if model.suffix == ".safetensors":
+        from .onnx_cache import cached_onnx
+
+        file_precision = "int8" if precision == "int8" else "fp32"  # bf16 computes from the FP32 file
+        model, _ = cached_onnx(model, file_precision, FASTEST_GRAPH)
+    elif model.suffix != ".onnx":
+        raise BackendError(f"openvino runs .onnx files (or .safetensors weights), not {model.name}")
+    return OpenVinoBackend(model, device="cpu", precision=precision, **options)  # type: ignore[arg-type]
+
+
 def _open_trt(model: Path, device: str, precision: str | None, **options: object) -> Backend:
     from .trt_backend import TrtBackend
 
@@ -54,6 +71,7 @@ def _open_trt(model: Path, device: str, precision: str | None, **options: object
 BACKENDS: dict[str, Callable[..., Backend]] = {
     "torch": _open_torch,
     "onnxruntime": _open_ort,
+    "openvino": _open_openvino,
     "tensorrt": _open_trt,
 }
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # plus cuda:N / tensorrt:N
@@ -78,7 +96,7 @@ def open_backend(
     precision: str | None = None,
     **options: object,
 ) -> Backend:
-    """Open backend ``name`` (auto, torch, onnxruntime, tensorrt) on ``model`` and ``device``.
+    """Open backend ``name`` (auto, torch, onnxruntime, openvino, tensorrt) on ``model`` and ``device``.
 
     ``precision`` None means the model file's own (fp32 for weights). Extra ``options`` go to the
     backend class (e.g. ``threads`` for onnxruntime, ``channels_last`` for torch)."""
@@ -102,26 +120,44 @@ def _open_auto(path: Path, device: str, precision: str | None, **options: object
         backend = _open_trt(path, device, precision, **options)
         return _because(backend, "a TensorRT engine was given")
     if device == "cpu":
-        return _because(_open_ort(path, "cpu", precision, **options), "--device cpu was asked for")
+        return _open_cpu_auto(path, precision, "--device cpu was asked for; ", **options)
     if device != "auto":  # cuda, cuda:N or tensorrt: must run there
         return _because(_open_ort(path, device, precision, **options), f"--device {device} was asked for")
     return _open_ort_auto(path, precision, "no TensorRT engine given; ", **options)
 
 
 def _open_ort_auto(path: Path, precision: str | None, why: str = "", **options: object) -> Backend:
-    """ONNX Runtime on CUDA where its provider is present and starts, else on the CPU (saying why)."""
+    """ONNX Runtime on CUDA where its provider is present and starts, else the CPU (saying why)."""
     from .ort_backend import _import_ort
 
     if "CUDAExecutionProvider" not in _import_ort().get_available_providers():
-        return _because(
-            _open_ort(path, "cpu", precision, **options), why + "this onnxruntime has no CUDA provider"
-        )
+        return _open_cpu_auto(path, precision, why + "this onnxruntime has no CUDA provider; ", **options)
     try:
         backend = _open_ort(path, "cuda", precision, **options)
     except BackendError as e:
-        backend = _open_ort(path, "cpu", precision, **options)
-        return _because(backend, why + f"onnxruntime's CUDA provider did not start ({e})")
+        return _open_cpu_auto(
+            path, precision, why + f"onnxruntime's CUDA provider did not start ({e}); ", **options
+        )
     return _because(backend, why + "onnxruntime's CUDA provider runs")
+
+
+def _open_cpu_auto(path: Path, precision: str | None, why: str, **options: object) -> Backend:
+    """OpenVINO where it is installed and runs this precision (the faster CPU runtime in
+    benchmarks/results), else ONNX Runtime on the CPU; ``why`` gets the reason appended."""
+    from .openvino_backend import PRECISIONS, openvino_available
+
+    if not openvino_available():
+        reason = "openvino is not installed"
+    elif precision not in (None, *PRECISIONS):
+        reason = f"openvino does not run {precision}"
+    else:
+        try:
+            backend = _open_openvino(path, "cpu", precision, **options)
+        except BackendError as e:
+            reason = f"openvino cannot run it ({e})"
+        else:
+            return _because(backend, why + "openvino is installed (the faster CPU runtime)")
+    return _because(_open_ort(path, "cpu", precision, **options), why + f"onnxruntime on the CPU: {reason}")
 
 
 def _because(backend: Backend, why: str) -> Backend:

@@ -33,8 +33,8 @@ def cache_key(weights_sha256: str, settings: dict[str, object]) -> str:
 
 
 # The faster graph form per precision on ONNX Runtime CPU, measured by benchmarks/run_bench.py
-# (benchmarks/results/intel-xeon-2c.md, 480x640): FP32 concat 958 ms vs split 1,385 ms;
-# INT8 split 950 ms vs concat 1,248 ms (QLinearConcat is slow).
+# (benchmarks/results/intel-xeon-2c.md, 480x640): FP32 concat 823 ms vs split 1,178 ms;
+# INT8 split 816 ms vs concat 1,085 ms (QLinearConcat is slow). OpenVINO passes its own form.
 FASTEST_GRAPH = {"fp32": "concat", "fp16": "split", "int8": "split"}
 
 

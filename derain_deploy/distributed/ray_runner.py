@@ -87,7 +87,9 @@ def _worker_options(options: JobOptions, gpu: bool, threads: int) -> JobOptions:
     opts = dataclasses.replace(options, backend_options=dict(options.backend_options), progress=False)
     if gpu and ":" in opts.device:
         opts.device = opts.device.split(":")[0]
-    wants_ort = opts.backend in ("auto", "onnxruntime") and not str(opts.model or "").endswith(".engine")
+    wants_ort = opts.backend in ("auto", "onnxruntime", "openvino") and not str(opts.model or "").endswith(
+        ".engine"
+    )
     if not gpu and wants_ort and "threads" not in opts.backend_options:
         opts.backend_options["threads"] = threads
     return opts

@@ -23,8 +23,8 @@ CPU_ONLY = "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "shared-onnx-cache"  # shared with test_cli_run.py: one export
+def cache(shared_onnx_cache: Path) -> Path:
+    return shared_onnx_cache  # shared with test_cli_run.py: one export
 
 
 @pytest.fixture(autouse=True)
@@ -33,18 +33,8 @@ def _cache_env(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_tiny_weights(tmp_path_factory)
-
-
-def shared_tiny_weights(factory: pytest.TempPathFactory) -> Path:
-    """One tiny weights file per test session (also used by test_cli_run.py), so that the ONNX
-    cache exports it once: safetensors files are not byte-identical across saves."""
-    path = factory.getbasetemp() / "shared-weights" / "tiny.safetensors"
-    if not path.is_file():
-        torch.manual_seed(0)
-        save_weights(DerainNet(TINY), path)
-    return path
+def weights(tiny_weights: Path) -> Path:
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")
@@ -152,13 +142,19 @@ def test_bad_files(tmp_path: Path) -> None:
         open_backend("auto", txt)
 
 
-def test_auto_says_what_it_chose(weights: Path, onnx_file: Path, batch: np.ndarray) -> None:
+def test_auto_says_what_it_chose(
+    weights: Path, onnx_file: Path, batch: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import derain_deploy.backends.openvino_backend as openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "openvino_available", lambda: False)  # else auto prefers it on CPUs
     backend = open_backend("auto", weights)
     assert backend.info.name == "onnxruntime"
     why = str(backend.info.details["chosen_because"])
     assert why.startswith("auto: no TensorRT engine given")
     if CPU_ONLY:
         assert backend.info.device == "cpu" and "no CUDA provider" in why
+        assert why.endswith("onnxruntime on the CPU: openvino is not installed")
     assert Path(str(backend.info.details["model"])) == onnx_file  # the cached export
     with pytest.raises(BackendError, match="unknown backend"):
         open_backend("tflite", weights)

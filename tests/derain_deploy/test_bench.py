@@ -132,9 +132,12 @@ def test_spec_parsing() -> None:
     assert parse_spec("trt:fp16:graphs@cuda").cuda_graphs
     assert parse_spec("trt:fp16").device == "cuda"
     assert parse_spec("ort=m.onnx@cuda:1") == BackendSpec("onnxruntime", device="cuda:1", file="m.onnx")
+    assert parse_spec("ov:bf16:split") == BackendSpec("openvino", "bf16", graph="split")
+    assert parse_spec("openvino:int8:split").label == "ov:int8:split"
     for text, msg in [("foo", "unknown backend 'foo'"), ("torch:int8", "not int8"), ("ort:cl", "torch only"),
                       ("torch:split", "exported models"), ("ort:fast", "unknown option"),
-                      ("torch:graphs", "CUDA device")]:  # fmt: skip
+                      ("torch:graphs", "CUDA device"), ("ov:fp16", "not fp16"),
+                      ("ov:split@cuda", "CPU only")]:  # fmt: skip
         with pytest.raises(SpecError, match=msg):
             parse_spec(text)
     with pytest.raises(SpecError, match="given twice"):

@@ -1,0 +1,182 @@
+"""OpenVINO backend: an exported ONNX file on Intel's CPU runtime, compiled per input shape.
+
+Why a second CPU runtime: on the 2-core Xeon (AVX-512, AMX) of benchmarks/results, OpenVINO's
+oneDNN kernels run the INT8 QDQ graph on AMX and the split FP32 graph faster than ONNX Runtime
+(figures in benchmarks/results/intel-xeon-2c.md). Three precisions:
+
+- ``fp32``: an FP32 ONNX file with ``INFERENCE_PRECISION_HINT=f32``. OpenVINO's default on CPUs
+  with AMX or AVX-512 BF16 is bf16, so the hint is always set and checked after compiling;
+- ``bf16``: the FP32 ONNX file computed in bf16 (the hint), where the CPU has native bf16;
+- ``int8``: an INT8 QDQ file (``derain-export --int8``); the compiled convolutions must run in
+  8 bits, else it stops rather than run a silently dequantized graph.
+
+Shapes: a model compiled for one static shape ran 747 ms a frame at 480x640 against 909 ms for a
+dynamic one, so each new input shape is compiled once (0.3 s for FP32) and the last few are kept.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import numpy as np
+
+from .base import BackendError, BackendInfo
+from .ort_backend import cpu_cores
+
+PRECISIONS = ("fp32", "bf16", "int8")
+_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the non-quantized remainder in f32
+_CONV_PRECISIONS = {"fp32": {"f32"}, "bf16": {"bf16"}, "int8": {"u8", "i8"}}
+COMPILED_SHAPES_KEPT = 4
+# The faster graph form on OpenVINO for every precision (benchmarks/results/intel-xeon-2c.md):
+# oneDNN copies each Concat (the dense inputs feed several), while the split form's additions fuse.
+FASTEST_GRAPH = "split"
+
+
+def openvino_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _import_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise BackendError("openvino is not installed: pip install 'derain-deploy[openvino]'") from None
+    return openvino
+
+
+def file_metadata(path: Path) -> dict[str, str]:
+    """The ONNX file's metadata (precision, graph form...), without loading its weights twice."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # DecodeError and friends
+        raise BackendError(f"openvino cannot read {path.name}: {type(e).__name__}: {e}") from None
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def conv_precisions(compiled: object) -> set[str]:
+    """The runtime precisions of the compiled model's convolutions (what really computes)."""
+    found = set()
+    for op in compiled.get_runtime_model().get_ops():  # type: ignore[attr-defined]
+        info = op.get_rt_info()
+        if "layerType" in info and info["layerType"].astype(str) == "Convolution":
+            found.add(info["runtimePrecision"].astype(str).lower())
+    return found
+
+
+class OpenVinoBackend:
+    """An ONNX file on OpenVINO's CPU plugin. ``precision`` None means the file's own."""
+
+    def __init__(
+        self,
+        model: str | Path,
+        device: str = "cpu",
+        precision: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        ov = _import_openvino()
+        path = Path(model)
+        if device not in ("cpu", "auto"):
+            raise BackendError(f"openvino: device {device!r} is not offered here; it runs on the CPU only")
+        if not path.is_file():
+            raise BackendError(f"openvino: model file not found: {path}")
+        if path.suffix != ".onnx":
+            raise BackendError(f"openvino needs an .onnx file, got {path.name}")
+        metadata = file_metadata(path)
+        file_precision = metadata.get("precision", "fp32")
+        if file_precision not in ("fp32", "int8"):
+            raise BackendError(
+                f"openvino: {path.name} is a {file_precision} model; it runs fp32 and int8 files"
+            )
+        precision = precision or file_precision
+        if precision not in PRECISIONS:
+            raise BackendError(
+                f"openvino: precision {precision!r} is not offered; use {', '.join(PRECISIONS)}"
+            )
+        wanted_file = "int8" if precision == "int8" else "fp32"
+        if wanted_file != file_precision:
+            raise BackendError(
+                f"openvino: {precision} was asked for but {path.name} is a {file_precision} model "
+                f"({'export one with derain-export --int8' if precision == 'int8' else 'give an FP32 file'})"
+            )
+        self.core = ov.Core()
+        if precision == "bf16" and "BF16" not in self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise BackendError("openvino: bf16 was asked for but this CPU has no native bf16 (use fp32)")
+        try:
+            self.model = self.core.read_model(str(path))
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses with long texts
+            raise BackendError(
+                f"openvino cannot load {path.name}: {str(e).strip().splitlines()[0]}"
+            ) from None
+        if len(self.model.inputs) != 1:
+            raise BackendError(
+                f"openvino: {path.name} has {len(self.model.inputs)} inputs; expected one image batch"
+            )
+        self.precision = precision
+        self.threads = threads or cpu_cores()
+        self.config = {
+            "INFERENCE_PRECISION_HINT": _HINT[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "INFERENCE_NUM_THREADS": self.threads,
+        }
+        self._compiled: collections.OrderedDict[tuple[int, ...], object] = collections.OrderedDict()
+        self.info = BackendInfo(
+            name="openvino",
+            device="cpu",
+            precision=precision,
+            details={
+                "model": str(path),
+                "threads": self.threads,
+                "openvino": ov.get_version(),
+                "inference_precision_hint": _HINT[precision],
+                "metadata": metadata,
+            },
+        )
+
+    def request(self, shape: tuple[int, ...]) -> object:
+        """The infer request compiled for ``shape`` (compiled now if new; the last few are kept)."""
+        if shape in self._compiled:
+            self._compiled.move_to_end(shape)
+            return self._compiled[shape]
+        model = self.model.clone()
+        try:
+            model.reshape(list(shape))
+            compiled = self.core.compile_model(model, "CPU", self.config)
+        except Exception as e:
+            raise BackendError(
+                f"openvino cannot compile for shape {list(shape)}: {str(e).strip().splitlines()[0]}"
+            ) from None
+        value = compiled.get_property("INFERENCE_PRECISION_HINT")
+        hint = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+        if hint != _HINT[self.precision]:
+            raise BackendError(
+                f"openvino: asked for {_HINT[self.precision]} inference but it compiled {hint}"
+            )
+        convs = conv_precisions(compiled)
+        wanted = _CONV_PRECISIONS[self.precision]
+        # int8 and bf16 may leave a few convolutions in f32; none in the asked precision is a failure
+        if not convs & wanted or convs - wanted - {"f32"}:
+            ran = ", ".join(sorted(convs)) or "nothing"
+            raise BackendError(f"openvino: {self.precision} was asked for but its convolutions run in {ran}")
+        self.info.details["conv_precisions"] = sorted(convs)
+        self._compiled[shape] = compiled.create_infer_request()
+        if len(self._compiled) > COMPILED_SHAPES_KEPT:
+            self._compiled.popitem(last=False)
+        return self._compiled[shape]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise BackendError(f"openvino: expected an Nx3xHxW batch, got shape {batch.shape}")
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        request = self.request(tuple(x.shape))
+        request.infer({0: x})  # type: ignore[attr-defined]
+        y = request.get_output_tensor(0).data  # type: ignore[attr-defined]
+        return np.clip(y, 0.0, 1.0).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self._compiled.clear()
