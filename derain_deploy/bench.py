@@ -202,7 +202,8 @@ class BenchReport:
             + (f", GPU {self.machine['gpu']}" if self.machine.get("gpu") else "")
             + f" ({self.created[:10]}).",
             f"Versions: torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')}, onnx {v.get('onnx')}, "
-            f"openvino {v.get('openvino') or 'not installed'}, TensorRT {v.get('tensorrt') or 'not installed'}.",
+            f"openvino {v.get('openvino') or 'not installed'}, "
+            f"TensorRT {v.get('tensorrt') or 'not installed'}.",
             "Floor: FLOP per frame / "
             + ", ".join(f"{k} matmul probe {p['gflops']:.0f} GFLOP/s" for k, p in self.probes.items())
             + f"; model {self.model['macs_per_pixel']:,} MAC/pixel. Times are medians of `reps` calls.",

@@ -156,3 +156,23 @@ def test_bench_specs_open_openvino(tmp_path: Path, batch: np.ndarray) -> None:
     if HAS_BF16:  # bf16 computes the same FP32 file: no second export
         bf16 = open_spec(parse_spec("ov:bf16:split"), model, tmp_path)
         assert bf16.info.precision == "bf16" and bf16.info.details["model"] == fp32.info.details["model"]
+
+
+def test_shared_biases_get_one_copy_per_conv(files: dict[str, Path]) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from derain_deploy.backends.openvino_backend import per_use_biases
+
+    proto = onnx.load(str(files["fp32"]))
+    values = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    before = [(n.name, n.input[2]) for n in proto.graph.node if n.op_type == "Conv" and len(n.input) > 2]
+    copies = per_use_biases(proto)
+    assert copies == len(before) - len({b for _, b in before}) > 0  # the stages share their biases
+    after = {n.name: n.input[2] for n in proto.graph.node if n.op_type == "Conv" and len(n.input) > 2}
+    assert len(set(after.values())) == len(after)  # each conv its own
+    copied = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for name, bias in before:
+        np.testing.assert_array_equal(copied[after[name]], values[bias])
+    onnx.checker.check_model(proto)
+    assert per_use_biases(proto) == 0
