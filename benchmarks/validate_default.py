@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
 
+from derain_deploy.atomic import write_atomic
 from derain_deploy.model import DerainConfig, DerainNet
 from derain_deploy.weights import default_weights_path, file_sha256, load_weights, save_weights
 from trainer.config import load
@@ -41,10 +41,7 @@ def load_any(path: Path) -> DerainNet:
 
 
 def write_json(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def main() -> None:
