@@ -130,22 +130,40 @@ def test_init_from_weights(clean_dir: Path, tmp_path: Path) -> None:
             train(cfg, progress=False)
 
 
-def test_sigterm_saves_a_checkpoint_after_the_step(clean_dir: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-    import signal
+SIGTERM_CHILD = """
+import os, signal, sys
+import trainer.loop as loop
+from trainer.config import load
+from trainer.loop import TrainingInterruptedError, train
 
-    original = loop.batch_for
+original = loop.batch_for
 
-    def term_at_2(dataset, iteration, batch):  # type: ignore[no-untyped-def]
-        if iteration == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(dataset, iteration, batch)
 
-    monkeypatch.setattr(loop, "batch_for", term_at_2)
-    before = signal.getsignal(signal.SIGTERM)  # whatever was installed before (Ray leaves its own)
-    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "t"))
-    with pytest.raises(TrainingInterruptedError, match="interrupted at iteration 3"):
-        train(cfg, progress=False)
+def term_at_2(dataset, iteration, batch):
+    if iteration == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return original(dataset, iteration, batch)
+
+
+loop.batch_for = term_at_2
+before = signal.getsignal(signal.SIGTERM)
+try:
+    train(load(None, sys.argv[1:]), progress=False)
+except TrainingInterruptedError as e:
+    print("interrupted:", e)
+print("handler restored:", signal.getsignal(signal.SIGTERM) is before)
+"""
+
+
+def test_sigterm_saves_a_checkpoint_after_the_step(clean_dir: Path, tmp_path: Path) -> None:
+    # A real SIGTERM, sent in a fresh interpreter: in the shared pytest process, the same signal
+    # crashed natively once the OpenVINO tests had run (README, known issues); the trainer itself
+    # never loads OpenVINO.
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-c", SIGTERM_CHILD, *tiny_overrides(clean_dir, tmp_path / "t")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "interrupted at iteration 3" in done.stdout and "handler restored: True" in done.stdout
     assert torch.load(tmp_path / "t" / "checkpoint.pt", weights_only=True)["iteration"] == 3
-    assert signal.getsignal(signal.SIGTERM) is before
