@@ -157,7 +157,7 @@ print("handler restored:", signal.getsignal(signal.SIGTERM) is before)
 
 def test_sigterm_saves_a_checkpoint_after_the_step(clean_dir: Path, tmp_path: Path) -> None:
     # A real SIGTERM, sent in a fresh interpreter: in the shared pytest process, the same signal
-    # crashed natively once the OpenVINO tests had run (README, known issues); the trainer itself
+    # crashed natively once the OpenVINO tests had run (README, OpenVINO notes); the trainer itself
     # never loads OpenVINO.
     import subprocess
     import sys
