@@ -155,6 +155,27 @@ def _checked(spec: BackendSpec, text: str) -> BackendSpec:
     return spec
 
 
+OPTIONAL_RUNTIMES = {"openvino": "openvino", "tensorrt": "tensorrt"}  # backend -> the module it needs
+
+
+def installed_only(texts: list[str] | tuple[str, ...], note: Callable[[str], None]) -> list[str]:
+    """``texts`` without the specs whose optional runtime is not installed (for default sets: a
+    spec the user names keeps its own error); ``note`` gets one line per runtime left out."""
+    import importlib.util
+
+    kept, missing = [], {}
+    for text in texts:
+        backend = parse_spec(text).backend
+        module = OPTIONAL_RUNTIMES.get(backend)
+        if module and importlib.util.find_spec(module) is None:
+            missing.setdefault(module, SHORT[backend])
+        else:
+            kept.append(text)
+    for module, short in missing.items():
+        note(f"note: {module} is not installed: {short}:* rows left out (name one to see why it cannot run)")
+    return kept
+
+
 def parse_specs(texts: list[str] | tuple[str, ...], default_device: str = "cpu") -> list[BackendSpec]:
     specs = [parse_spec(t, default_device) for t in texts]
     labels = [s.label for s in specs]
@@ -228,7 +249,7 @@ def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> Backend:
 
         if spec.cuda_graphs:
             raise BackendError(f"{spec.label}: the openvino backend does not offer CUDA graphs")
-        precision = "bf16" if spec.precision == "bf16" else (None if spec.file else spec.precision)
+        precision = None if spec.file else spec.precision
         threads = torch.get_num_threads()
         return OpenVinoBackend(exported_path(spec, model, workdir), "cpu", precision, threads=threads)
     from .backends.trt_backend import TrtBackend

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .atomic import write_atomic
-from .backend_spec import SpecError, load_model, parse_specs
+from .backend_spec import SpecError, installed_only, load_model, parse_specs
 from .backends.base import BackendError
 from .bench import BenchError, BenchSpec, run_bench
 from .weights import WeightsError
@@ -27,15 +27,8 @@ DEFAULT_BACKENDS = {
 
 
 def default_backends(device: str) -> list[str]:
-    """The default set for ``device``; TensorRT specs only where TensorRT is installed (said so)."""
-    import importlib.util
-
-    specs = list(DEFAULT_BACKENDS[device])
-    if device == "cuda" and importlib.util.find_spec("tensorrt") is None:
-        click.echo("note: TensorRT is not installed: the default set leaves out trt:* (name one with -b "
-                   "to see why it cannot run)", err=True)  # fmt: skip
-        specs = [s for s in specs if not s.startswith("trt")]
-    return specs
+    """The default set for ``device``, less the runtimes that are not installed (said so)."""
+    return installed_only(DEFAULT_BACKENDS[device], lambda line: click.echo(line, err=True))
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -43,11 +43,10 @@ def _open_ort(model: Path, device: str, precision: str | None, **options: object
 
 
 def _open_openvino(model: Path, device: str, precision: str | None, **options: object) -> Backend:
-    from .openvino_backend import FASTEST_GRAPH, OpenVinoBackend, _import_openvino
+    from .openvino_backend import FASTEST_GRAPH, OpenVinoBackend, _import_openvino, check_device
 
-    _import_openvino()  # before any export
-    if device not in ("auto", "cpu"):
-        raise BackendError(f"openvino: device {device!r} is not offered here; it runs on the CPU only")
+    _import_openvino()  # both before any export
+    check_device(device)
     if model.suffix == ".safetensors":
         from .onnx_cache import cached_onnx
 

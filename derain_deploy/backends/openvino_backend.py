@@ -48,6 +48,11 @@ def _import_openvino():
     return openvino
 
 
+def check_device(device: str) -> None:
+    if device not in ("cpu", "auto"):
+        raise BackendError(f"openvino: device {device!r} is not offered here; it runs on the CPU only")
+
+
 def load_onnx(path: Path) -> onnx.ModelProto:
     try:
         return onnx.load(str(path))
@@ -101,8 +106,7 @@ class OpenVinoBackend:
     ) -> None:
         ov = _import_openvino()
         path = Path(model)
-        if device not in ("cpu", "auto"):
-            raise BackendError(f"openvino: device {device!r} is not offered here; it runs on the CPU only")
+        check_device(device)
         if not path.is_file():
             raise BackendError(f"openvino: model file not found: {path}")
         if path.suffix != ".onnx":

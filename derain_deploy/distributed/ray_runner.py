@@ -87,10 +87,9 @@ def _worker_options(options: JobOptions, gpu: bool, threads: int) -> JobOptions:
     opts = dataclasses.replace(options, backend_options=dict(options.backend_options), progress=False)
     if gpu and ":" in opts.device:
         opts.device = opts.device.split(":")[0]
-    wants_ort = opts.backend in ("auto", "onnxruntime", "openvino") and not str(opts.model or "").endswith(
-        ".engine"
-    )
-    if not gpu and wants_ort and "threads" not in opts.backend_options:
+    engine = str(opts.model or "").endswith(".engine")
+    takes_threads = opts.backend in ("auto", "onnxruntime", "openvino") and not engine  # the CPU runtimes
+    if not gpu and takes_threads and "threads" not in opts.backend_options:
         opts.backend_options["threads"] = threads
     return opts
 

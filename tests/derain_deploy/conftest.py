@@ -28,3 +28,9 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shared_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ONNX cache the backend and CLI tests share (never the user's)."""
     return tmp_path_factory.getbasetemp() / "shared-onnx-cache"
+
+
+@pytest.fixture
+def use_shared_onnx_cache(shared_onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For ``pytestmark = pytest.mark.usefixtures(...)``: this test exports into the shared cache."""
+    monkeypatch.setenv("DERAIN_DEPLOY_CACHE", str(shared_onnx_cache))

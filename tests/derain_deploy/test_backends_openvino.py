@@ -24,9 +24,7 @@ TINY = DerainConfig(stages=2, channels=4)  # the tiny_weights fixture's config
 HAS_BF16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-@pytest.fixture(autouse=True)
-def _cache_env(shared_onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DERAIN_DEPLOY_CACHE", str(shared_onnx_cache))
+pytestmark = pytest.mark.usefixtures("use_shared_onnx_cache")
 
 
 @pytest.fixture(scope="module")

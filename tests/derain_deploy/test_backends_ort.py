@@ -27,9 +27,7 @@ def cache(shared_onnx_cache: Path) -> Path:
     return shared_onnx_cache  # shared with test_cli_run.py: one export
 
 
-@pytest.fixture(autouse=True)
-def _cache_env(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DERAIN_DEPLOY_CACHE", str(cache))
+pytestmark = pytest.mark.usefixtures("use_shared_onnx_cache")
 
 
 @pytest.fixture(scope="module")

@@ -144,6 +144,24 @@ def test_spec_parsing() -> None:
         parse_specs(["ort:split", "ort:fp32:split"])
 
 
+def test_default_sets_leave_out_runtimes_that_are_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from derain_deploy.backend_spec import installed_only
+
+    real = importlib.util.find_spec
+    missing = lambda name, *a: None if name == "openvino" else real(name, *a)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", missing)
+    notes: list[str] = []
+    kept = installed_only(["torch", "ov:split", "ort:split", "openvino:int8:split"], notes.append)
+    assert kept == ["torch", "ort:split"]
+    assert notes == [
+        "note: openvino is not installed: ov:* rows left out (name one to see why it cannot run)"
+    ]
+    without_ov = [s for s in cli_bench.DEFAULT_BACKENDS["cpu"] if not s.startswith("ov")]
+    assert cli_bench.default_backends("cpu") == without_ov
+
+
 def test_cli_runs_and_writes_outputs(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     args = ["--random-weights", "-b", "torch", "-b", "torch:cl", "-r", "16x24", "--budget", "0", "--min-reps",

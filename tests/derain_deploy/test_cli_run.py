@@ -30,10 +30,7 @@ def files(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path) -> dict[
     }
 
 
-@pytest.fixture(autouse=True)
-def _cache(shared_onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # never the user's cache; shared with the backend tests so the tiny model is exported once
-    monkeypatch.setenv("DERAIN_DEPLOY_CACHE", str(shared_onnx_cache))
+pytestmark = pytest.mark.usefixtures("use_shared_onnx_cache")  # the tiny model is exported once
 
 
 def invoke(*args: object) -> tuple[int, str, str]:
