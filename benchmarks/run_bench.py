@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from derain_deploy.atomic import write_atomic
-from derain_deploy.backend_spec import installed_only, load_model, open_spec, parse_specs
+from derain_deploy.backend_spec import load_model, open_spec, parse_specs, runnable_here
 from derain_deploy.bench import BenchReport, BenchSpec, machine_info, rainy_frame, run_bench
 from derain_deploy.cli_bench import user_errors
 from derain_deploy.evaluate import evaluate
@@ -138,7 +138,7 @@ def main() -> int:
     args = ap.parse_args()
     try:
         h, w = (int(v) for v in args.resolution.lower().split("x"))
-        matrix = installed_only(MATRIX[args.device], lambda line: print(line, file=sys.stderr))
+        matrix = runnable_here(MATRIX[args.device], lambda line: print(line, file=sys.stderr))
         specs = parse_specs(args.backend or matrix, default_device=args.device)
         model, source = load_model(args.weights, args.random_weights)
         spec = BenchSpec(backends=specs, resolutions=[(h, w)], min_reps=args.min_reps, budget_s=args.budget,

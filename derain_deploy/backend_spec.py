@@ -158,21 +158,31 @@ def _checked(spec: BackendSpec, text: str) -> BackendSpec:
 OPTIONAL_RUNTIMES = {"openvino": "openvino", "tensorrt": "tensorrt"}  # backend -> the module it needs
 
 
-def installed_only(texts: list[str] | tuple[str, ...], note: Callable[[str], None]) -> list[str]:
-    """``texts`` without the specs whose optional runtime is not installed (for default sets: a
-    spec the user names keeps its own error); ``note`` gets one line per runtime left out."""
+def runnable_here(texts: list[str] | tuple[str, ...], note: Callable[[str], None]) -> list[str]:
+    """``texts`` (a default set) without the specs that cannot run well here: those whose optional
+    runtime is not installed, and CPU bf16 where the CPU would emulate it (torch, about 10x slower
+    than FP32) or refuse it (OpenVINO). A spec the user names keeps its own error. ``note`` gets
+    one line per reason."""
     import importlib.util
 
-    kept, missing = [], {}
+    from .cpu import native_bf16, no_bf16_reason
+
+    kept, notes = [], {}
     for text in texts:
-        backend = parse_spec(text).backend
-        module = OPTIONAL_RUNTIMES.get(backend)
+        spec = parse_spec(text)
+        module = OPTIONAL_RUNTIMES.get(spec.backend)
         if module and importlib.util.find_spec(module) is None:
-            missing.setdefault(module, SHORT[backend])
+            notes.setdefault(
+                module,
+                f"note: {module} is not installed: {SHORT[spec.backend]}:* rows left out "
+                "(name one to see why it cannot run)",
+            )
+        elif spec.precision == "bf16" and spec.device == "cpu" and not native_bf16():
+            notes.setdefault("bf16", f"note: {no_bf16_reason()}: CPU bf16 rows left out")
         else:
             kept.append(text)
-    for module, short in missing.items():
-        note(f"note: {module} is not installed: {short}:* rows left out (name one to see why it cannot run)")
+    for line in notes.values():
+        note(line)
     return kept
 
 

@@ -32,6 +32,7 @@ import torch
 
 from .backend_spec import EAGER_FP32, BackendSpec, Opener, open_spec
 from .backends.base import Backend
+from .cpu import cpu_model_and_flags
 from .model import DerainNet
 from .parity import ParityResult, compare
 
@@ -315,14 +316,7 @@ SIMD_FLAGS = (
 
 def machine_info() -> dict[str, object]:
     """CPU model and SIMD features (/proc/cpuinfo), cores, memory, GPU names."""
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = f.read().splitlines()
-        cpu = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), cpu)
-        flags = set(next((l.split(":", 1)[1].split() for l in lines if l.startswith("flags")), []))
-    except OSError:
-        pass
+    cpu, flags = cpu_model_and_flags()
     mem_gb = None
     try:
         with open("/proc/meminfo") as f:

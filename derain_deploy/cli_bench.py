@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .atomic import write_atomic
-from .backend_spec import SpecError, installed_only, load_model, parse_specs
+from .backend_spec import SpecError, load_model, parse_specs, runnable_here
 from .backends.base import BackendError
 from .bench import BenchError, BenchSpec, run_bench
 from .weights import WeightsError
@@ -27,8 +27,8 @@ DEFAULT_BACKENDS = {
 
 
 def default_backends(device: str) -> list[str]:
-    """The default set for ``device``, less the runtimes that are not installed (said so)."""
-    return installed_only(DEFAULT_BACKENDS[device], lambda line: click.echo(line, err=True))
+    """The default set for ``device``, less what cannot run well here (said so)."""
+    return runnable_here(DEFAULT_BACKENDS[device], lambda line: click.echo(line, err=True))
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -279,7 +279,7 @@ def _build_and_check(
                 quantization={
                     "format": "QDQ",
                     "activations": "QUInt8 asymmetric",
-                    "weights": "QInt8 per-channel symmetric",
+                    "weights": "QInt8 per-channel symmetric, 7 bits (reduce_range)",
                     "calibration": "MinMax",
                     "frames": options.calibration_frames,
                     "crop": [ch, cw],

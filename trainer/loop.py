@@ -191,6 +191,22 @@ def init_from(model: DerainNet, path: Path) -> None:
     print(f"initialised from {path}", flush=True)
 
 
+def resolve_bf16(setting: bool | str) -> bool:
+    """``train.bf16`` as used: "auto" is on where the CPU has native bf16. The choice is printed,
+    and so is a warning where bf16 is forced on a CPU that emulates it (about 10x slower than FP32)."""
+    from derain_deploy.cpu import native_bf16, no_bf16_reason
+
+    native = native_bf16()
+    if setting == "auto":
+        state = "on, this CPU has native bf16" if native else f"off, {no_bf16_reason()}"
+        print(f"bf16 auto: {state}", flush=True)
+        return native
+    if setting and not native:
+        print(f"warning: train.bf16 is true but {no_bf16_reason()}: torch emulates it, about 10x slower "
+              "than FP32 (train.bf16=auto chooses for the CPU)", flush=True)
+    return bool(setting)
+
+
 def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     """Train per ``cfg``; returns the path of the final safetensors weights."""
     t = cfg.train
@@ -211,6 +227,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     criterion = DerainLoss(cfg.loss.stage_mse, cfg.loss.l1, cfg.loss.perceptual, cfg.loss.vgg_weights)
     dataset, val_items = build_data(cfg)
     print(f"data: {dataset.summary()}; validation: {len(val_items)} images", flush=True)
+    use_bf16 = resolve_bf16(t.bf16)
 
     out.mkdir(parents=True, exist_ok=True)
     start, wall = 0, 0.0
@@ -286,7 +303,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                 raise KeyboardInterrupt
             batch = batch_for(dataset, it, t.batch)
             rainy, clean, rain = (x.contiguous(memory_format=memory_format) for x in batch)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 pred, stages = model(rainy, return_stages=True)
             terms = criterion(rainy, clean, rain, pred.float(), [s.float() for s in stages])
             if not math.isfinite(float(terms.total.detach())):
@@ -339,14 +356,14 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     weights = out / f"{t.name}.safetensors"
     save_weights(model.to(memory_format=torch.contiguous_format), weights,
                  extra={"iterations": str(it), "trainer": code_version()})
-    card = model_card(cfg, dataset, it, wall, last_val, weights)
+    card = model_card(cfg, dataset, it, wall, last_val, weights, use_bf16)
     _write_json(card, out / f"{t.name}.card.json")
     print(f"data: {dataset.summary()}", flush=True)
     return weights
 
 
 def model_card(cfg: Config, dataset: RainDataset, iterations: int, wall_s: float,
-               validation: dict[str, dict[str, float]], weights: Path) -> dict[str, Any]:
+               validation: dict[str, dict[str, float]], weights: Path, bf16: bool) -> dict[str, Any]:
     mc = cfg.model_config()
     return {
         "name": cfg.train.name,
@@ -361,7 +378,7 @@ def model_card(cfg: Config, dataset: RainDataset, iterations: int, wall_s: float
             "unreadable_skipped": dataset.log.skipped,
         },
         "recipe": {"loss": vars(cfg.loss), "optim": vars(cfg.optim), "batch": cfg.train.batch,
-                   "crop": cfg.data.crop, "seed": cfg.train.seed},
+                   "crop": cfg.data.crop, "seed": cfg.train.seed, "bf16_autocast": bf16},
         "iterations": iterations,
         "wall_time_s": round(wall_s, 1),
         "validation_during_training": validation,

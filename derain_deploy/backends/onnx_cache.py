@@ -17,7 +17,8 @@ from pathlib import Path
 from ..weights import WeightsError, file_sha256
 from .base import BackendError
 
-CACHE_FORMAT = 1  # bump when the export settings or the exporter change what a file holds
+# Bump when the export settings or the exporter change what a file holds (2: INT8 weights in 7 bits).
+CACHE_FORMAT = 2
 
 
 def cache_dir() -> Path:

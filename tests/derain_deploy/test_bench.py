@@ -147,19 +147,32 @@ def test_spec_parsing() -> None:
 def test_default_sets_leave_out_runtimes_that_are_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    from derain_deploy.backend_spec import installed_only
+    from derain_deploy.backend_spec import runnable_here
 
     real = importlib.util.find_spec
     missing = lambda name, *a: None if name == "openvino" else real(name, *a)  # noqa: E731
     monkeypatch.setattr(importlib.util, "find_spec", missing)
     notes: list[str] = []
-    kept = installed_only(["torch", "ov:split", "ort:split", "openvino:int8:split"], notes.append)
+    kept = runnable_here(["torch", "ov:split", "ort:split", "openvino:int8:split"], notes.append)
     assert kept == ["torch", "ort:split"]
     assert notes == [
         "note: openvino is not installed: ov:* rows left out (name one to see why it cannot run)"
     ]
     without_ov = [s for s in cli_bench.DEFAULT_BACKENDS["cpu"] if not s.startswith("ov")]
     assert cli_bench.default_backends("cpu") == without_ov
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_default_sets_leave_out_emulated_cpu_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    from derain_deploy import cpu
+    from derain_deploy.backend_spec import runnable_here
+
+    monkeypatch.setattr(cpu, "native_bf16", lambda: native)
+    notes: list[str] = []
+    specs = ["torch", "torch:bf16:cl", "torch:bf16@cuda", "ort:split"]
+    kept = runnable_here(specs, notes.append)
+    assert kept == (specs if native else ["torch", "torch:bf16@cuda", "ort:split"])
+    assert len(notes) == (0 if native else 1) and all("no native bf16" in n for n in notes)
 
 
 def test_cli_runs_and_writes_outputs(tmp_path: Path) -> None:

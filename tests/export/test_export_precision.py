@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from derain_deploy.model import DerainConfig, DerainNet
-from export import verify
+from export import precision, verify
 from export.api import ExportOptions, export_model
 from export.onnx_export import ExportError, actual_counts, export_fp32, serialize
-from export.precision import check_fp16_structure, quantize_int8, to_fp16
+from export.precision import check_fp16_structure, quantize_int8, quantized_weights, to_fp16
 from export.verify import ParityError, check_fp16, compare_quality
 
 TINY = DerainConfig(stages=3, channels=4)
@@ -74,6 +74,17 @@ def test_int8_model_is_qdq_and_close_to_fp32(tiny_export) -> None:
     figures = tiny_export.checks["int8"]
     assert figures["loss_db"] <= figures["max_loss_db"] == 0.5
     assert figures["psnr_vs_fp32"] > 30
+
+
+def test_int8_weights_fit_seven_bits(tiny_export, tiny_proto: onnx.ModelProto, monkeypatch) -> None:
+    # 8-bit weights saturate VPMADDUBSW on CPUs without VNNI (export/precision.py says why).
+    int8 = next(a for a in tiny_export.artifacts if a.precision == "int8")
+    weights = quantized_weights(onnx.load(str(int8.path)))
+    assert weights and 32 <= max(int(abs(w).max()) for w in weights) <= precision.WEIGHT_LIMIT
+    calib, _ = verify.rainy_images(2, 32, 32, seed=6)
+    monkeypatch.setattr(precision, "WEIGHT_LIMIT", 16)
+    with pytest.raises(ExportError, match="would saturate"):
+        quantize_int8(tiny_proto, calib)
 
 
 def test_int8_calibration_matters(tiny_proto: onnx.ModelProto) -> None:

@@ -13,8 +13,8 @@ from trainer_fixtures import tiny_overrides
 
 import trainer.loop as loop
 from derain_deploy.weights import load_weights
-from trainer.config import load
-from trainer.loop import TrainingError, TrainingInterruptedError, train
+from trainer.config import ConfigError, load
+from trainer.loop import TrainingError, TrainingInterruptedError, resolve_bf16, train
 
 
 def _losses(out: Path) -> list[float]:
@@ -22,8 +22,9 @@ def _losses(out: Path) -> list[float]:
         return [float(r["loss"]) for r in csv.DictReader(f)]
 
 
-def test_loss_falls_on_a_fixed_batch(clean_dir: Path, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loss_falls_on_a_fixed_batch(
+    clean_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     overrides = {"train.iterations": 30, "optim.milestones": "[0.9]", "optim.lr": 0.005}
     cfg = load(None, tiny_overrides(clean_dir, tmp_path / "run", **overrides))
     fixed = {}
@@ -44,8 +45,9 @@ def test_loss_falls_on_a_fixed_batch(clean_dir: Path, tmp_path: Path,
     assert card["iterations"] == 30 and card["data"]["clean_images"] == 3 and card["sha256"]
 
 
-def test_resume_reproduces_the_uninterrupted_run(clean_dir: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_reproduces_the_uninterrupted_run(
+    clean_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     full = train(load(None, tiny_overrides(clean_dir, tmp_path / "a")), progress=False)
     original = loop.batch_for
 
@@ -78,8 +80,9 @@ def test_resume_errors(clean_dir: Path, tmp_path: Path) -> None:
         train(other, resume=True, progress=False)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(clean_dir: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    clean_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     original = loop.batch_for
 
     def nan_at_4(dataset, iteration, batch):  # type: ignore[no-untyped-def]
@@ -98,8 +101,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(clean_dir: Path, tmp_
 
 
 def test_validation_is_logged(clean_dir: Path, tmp_path: Path) -> None:
-    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "v", **{
-        "val.every": 3, "val.clean": f"[{clean_dir}]", "val.crop": 24, "train.iterations": 3}))
+    cfg = load(
+        None,
+        tiny_overrides(
+            clean_dir,
+            tmp_path / "v",
+            **{"val.every": 3, "val.clean": f"[{clean_dir}]", "val.crop": 24, "train.iterations": 3},
+        ),
+    )
     train(cfg, progress=False)
     with open(tmp_path / "v" / "val.csv") as f:
         rows = list(csv.DictReader(f))
@@ -113,6 +122,25 @@ def test_bf16_autocast_trains(clean_dir: Path, tmp_path: Path) -> None:
     weights = load_file(str(train(cfg, progress=False)))
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in weights.values())
     assert all(l > 0 for l in _losses(tmp_path / "h"))
+    card = json.loads(next((tmp_path / "h").glob("*.card.json")).read_text())
+    assert card["recipe"]["bf16_autocast"] is True
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_auto_follows_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, native: bool
+) -> None:
+    from derain_deploy import cpu
+
+    monkeypatch.setattr(cpu, "native_bf16", lambda: native)
+    assert resolve_bf16("auto") is native
+    assert ("bf16 auto: on" if native else "bf16 auto: off") in capsys.readouterr().out
+    assert resolve_bf16(True) is True
+    assert ("warning" in capsys.readouterr().out) is not native
+    assert resolve_bf16(False) is False
+    with pytest.raises(ConfigError, match=r"train\.bf16: expected true/false"):
+        load(None, ["train.bf16=sometimes"])
+    assert load(None, ["train.bf16=auto"]).train.bf16 == "auto"
 
 
 def test_init_from_weights(clean_dir: Path, tmp_path: Path) -> None:
@@ -124,8 +152,14 @@ def test_init_from_weights(clean_dir: Path, tmp_path: Path) -> None:
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     cases = ((tmp_path / "none.safetensors", "not found"), (tmp_path / "i1" / "checkpoint.pt", "cannot use"))
     for init, message in cases:
-        cfg = load(None, tiny_overrides(clean_dir, tmp_path / f"i3{init.stem}", **{
-            "train.iterations": 1, "train.init": str(init), "model.channels": 5}))
+        cfg = load(
+            None,
+            tiny_overrides(
+                clean_dir,
+                tmp_path / f"i3{init.stem}",
+                **{"train.iterations": 1, "train.init": str(init), "model.channels": 5},
+            ),
+        )
         with pytest.raises(TrainingError, match=message):
             train(cfg, progress=False)
 
@@ -133,7 +167,7 @@ def test_init_from_weights(clean_dir: Path, tmp_path: Path) -> None:
 SIGTERM_CHILD = """
 import os, signal, sys
 import trainer.loop as loop
-from trainer.config import load
+from trainer.config import ConfigError, load
 from trainer.loop import TrainingInterruptedError, train
 
 original = loop.batch_for
