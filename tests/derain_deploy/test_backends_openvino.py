@@ -91,6 +91,13 @@ def test_bf16_computes_the_fp32_file_in_bf16(
     assert result.passed, result.describe()
 
 
+@pytest.mark.skipif(HAS_BF16, reason="this CPU has native bf16, so the refusal cannot happen here")
+def test_bf16_is_refused_where_the_cpu_lacks_it(files: dict[str, Path]) -> None:
+    # OpenVINO would otherwise compute in f32 and call it bf16.
+    with pytest.raises(BackendError, match="bf16 was asked for but this CPU has no native bf16"):
+        OpenVinoBackend(files["fp32"], precision="bf16")
+
+
 def test_each_shape_is_compiled_once_and_a_few_are_kept(files: dict[str, Path]) -> None:
     backend = OpenVinoBackend(files["fp32"], threads=1)
     x = np.random.default_rng(1).random((1, 3, 16, 20), dtype=np.float32)
