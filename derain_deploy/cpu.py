@@ -18,17 +18,9 @@ def cpu_model_and_flags() -> tuple[str, frozenset[str]]:
             lines = f.read().splitlines()
     except OSError:
         return model, flags
-    model = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), model)
-    flags = frozenset(
-        next(
-            (
-                l.split(":", 1)[1].split()
-                for l in lines
-                if l.split(":", 1)[0].strip() in ("flags", "Features")
-            ),
-            [],
-        )
-    )
+    fields = [(key.strip(), value) for key, _, value in (l.partition(":") for l in lines)]
+    model = next((v.strip() for k, v in fields if k == "model name"), model)
+    flags = frozenset(next((v.split() for k, v in fields if k in ("flags", "Features")), []))
     return model, flags
 
 

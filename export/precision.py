@@ -125,6 +125,11 @@ def quantized_weights(qproto: onnx.ModelProto) -> list[np.ndarray]:
     ]
 
 
+def max_abs_weight(weights: list[np.ndarray]) -> int:
+    """The largest |w| over int8 arrays (widened first: np.abs(int8(-128)) is -128)."""
+    return max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
+
+
 def quantize_int8(proto: onnx.ModelProto, calibration: np.ndarray, batch: int = 1) -> onnx.ModelProto:
     """Static QDQ INT8 model of ``proto`` calibrated (MinMax) on ``calibration`` (NCHW frames,
     ``batch`` a step: a static graph's batch size)."""
@@ -160,7 +165,7 @@ def quantize_int8(proto: onnx.ModelProto, calibration: np.ndarray, batch: int = 
     ops = collections.Counter(n.op_type for n in qproto.graph.node)
     convs = actual_counts(proto).convs
     weights = quantized_weights(qproto)
-    if weights and max(int(np.abs(w).max()) for w in weights) > WEIGHT_LIMIT:
+    if weights and max_abs_weight(weights) > WEIGHT_LIMIT:
         raise ExportError(f"INT8 weights exceed +-{WEIGHT_LIMIT}: they would saturate on CPUs without VNNI")
     if ops["Conv"] != convs or ops["QuantizeLinear"] == 0:
         raise ExportError(

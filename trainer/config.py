@@ -101,11 +101,7 @@ class Config:
 
 
 SECTIONS = {
-    "data": DataConfig,
-    "loss": LossConfig,
-    "optim": OptimConfig,
-    "train": TrainConfig,
-    "val": ValConfig,
+    "data": DataConfig, "loss": LossConfig, "optim": OptimConfig, "train": TrainConfig, "val": ValConfig,
 }
 
 

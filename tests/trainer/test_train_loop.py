@@ -22,9 +22,8 @@ def _losses(out: Path) -> list[float]:
         return [float(r["loss"]) for r in csv.DictReader(f)]
 
 
-def test_loss_falls_on_a_fixed_batch(
-    clean_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_loss_falls_on_a_fixed_batch(clean_dir: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     overrides = {"train.iterations": 30, "optim.milestones": "[0.9]", "optim.lr": 0.005}
     cfg = load(None, tiny_overrides(clean_dir, tmp_path / "run", **overrides))
     fixed = {}
@@ -45,9 +44,8 @@ def test_loss_falls_on_a_fixed_batch(
     assert card["iterations"] == 30 and card["data"]["clean_images"] == 3 and card["sha256"]
 
 
-def test_resume_reproduces_the_uninterrupted_run(
-    clean_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resume_reproduces_the_uninterrupted_run(clean_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     full = train(load(None, tiny_overrides(clean_dir, tmp_path / "a")), progress=False)
     original = loop.batch_for
 
@@ -80,9 +78,8 @@ def test_resume_errors(clean_dir: Path, tmp_path: Path) -> None:
         train(other, resume=True, progress=False)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
-    clean_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(clean_dir: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     original = loop.batch_for
 
     def nan_at_4(dataset, iteration, batch):  # type: ignore[no-untyped-def]
@@ -101,14 +98,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
 
 
 def test_validation_is_logged(clean_dir: Path, tmp_path: Path) -> None:
-    cfg = load(
-        None,
-        tiny_overrides(
-            clean_dir,
-            tmp_path / "v",
-            **{"val.every": 3, "val.clean": f"[{clean_dir}]", "val.crop": 24, "train.iterations": 3},
-        ),
-    )
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "v", **{
+        "val.every": 3, "val.clean": f"[{clean_dir}]", "val.crop": 24, "train.iterations": 3}))
     train(cfg, progress=False)
     with open(tmp_path / "v" / "val.csv") as f:
         rows = list(csv.DictReader(f))
@@ -127,9 +118,8 @@ def test_bf16_autocast_trains(clean_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_bf16_auto_follows_the_cpu(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, native: bool
-) -> None:
+def test_bf16_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                   native: bool) -> None:
     from derain_deploy import cpu
 
     monkeypatch.setattr(cpu, "native_bf16", lambda: native)
@@ -152,14 +142,8 @@ def test_init_from_weights(clean_dir: Path, tmp_path: Path) -> None:
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     cases = ((tmp_path / "none.safetensors", "not found"), (tmp_path / "i1" / "checkpoint.pt", "cannot use"))
     for init, message in cases:
-        cfg = load(
-            None,
-            tiny_overrides(
-                clean_dir,
-                tmp_path / f"i3{init.stem}",
-                **{"train.iterations": 1, "train.init": str(init), "model.channels": 5},
-            ),
-        )
+        cfg = load(None, tiny_overrides(clean_dir, tmp_path / f"i3{init.stem}", **{
+            "train.iterations": 1, "train.init": str(init), "model.channels": 5}))
         with pytest.raises(TrainingError, match=message):
             train(cfg, progress=False)
 
@@ -167,7 +151,7 @@ def test_init_from_weights(clean_dir: Path, tmp_path: Path) -> None:
 SIGTERM_CHILD = """
 import os, signal, sys
 import trainer.loop as loop
-from trainer.config import ConfigError, load
+from trainer.config import load
 from trainer.loop import TrainingInterruptedError, train
 
 original = loop.batch_for
