@@ -60,7 +60,7 @@ class BenchSpec:
     check_parity: bool = False
     seed: int = 0
     probe_size: int = 2048
-    probe_repeats: int = 5
+    probe_repeats: int = 20
 
     def resolved_resolutions(self) -> list[tuple[int, int]]:
         if self.resolutions:
@@ -564,6 +564,26 @@ def _row(
 Log = Callable[[str], None]
 
 
+def _reprobe(
+    probes: dict[str, dict[str, float]], spec: BenchSpec, rows: list[BenchRow], log: Log
+) -> None:
+    """Probe the FP32 rate again after the rows and keep the faster run: one probe can land on a
+    slow moment of a shared machine, and a low rate makes every floor ratio look better than it
+    is. Rows are updated in place to the kept rate."""
+    for key, first in list(probes.items()):
+        if not key.endswith(":fp32"):
+            continue
+        device = key.rsplit(":", 1)[0]
+        again = matmul_probe(device, int(first["n"]), spec.probe_repeats)
+        best = max(first, again, key=lambda p: p["gflops"])
+        probes[key] = {**best, "gflops_before": first["gflops"], "gflops_after": again["gflops"]}
+        log(f"matmul probe on {device} again: {again['gflops']:.0f} GFLOP/s; kept {best['gflops']:.0f}")
+        for i, row in enumerate(rows):
+            if str(_torch_device(row.device)) == device:
+                floor_ms = row.batch * row.gflop_per_frame / best["gflops"] * 1e3
+                rows[i] = dataclasses.replace(row, floor_ms=floor_ms, floor_ratio=row.p50_ms / floor_ms)
+
+
 def _ref_device(device: str) -> str:
     """Where the eager reference for a backend spec's device runs: cpu or cuda[:N] (tensorrt[:N])."""
     kind, sep, index = device.partition(":")
@@ -699,6 +719,7 @@ def _run_bench(
                     )
             finally:
                 backend.close()
+        _reprobe(probes, spec, rows, log)
 
     return BenchReport(
         schema=SCHEMA,
