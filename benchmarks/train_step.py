@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from derain_deploy.bench import machine_info, matmul_probe
+from derain_deploy.bench import BenchSpec, machine_info, matmul_probe
 from derain_deploy.cpu import native_bf16, no_bf16_reason
 from derain_deploy.model import DerainConfig, DerainNet
 from trainer.losses import DerainLoss
@@ -89,7 +89,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    probe = matmul_probe("cpu", repeats=20)
+    probe = matmul_probe("cpu", repeats=BenchSpec.probe_repeats)  # as derain-bench probes
     gflop = step_gflop()
     floor_s = gflop / probe["gflops"]
     below = floor_s > TARGET_S

@@ -512,6 +512,11 @@ def time_backend(
     return times, first
 
 
+def _floor_ms(batch: int, gflop_per_frame: float, probe_gflops: float) -> float:
+    """Time of one call of ``batch`` frames at the probe's rate."""
+    return batch * gflop_per_frame / probe_gflops * 1e3
+
+
 def _row(
     spec_b: BackendSpec,
     backend: Backend,
@@ -527,7 +532,7 @@ def _row(
 ) -> BenchRow:
     ms = np.array(times) * 1e3
     p50, p90, p99 = (float(np.percentile(ms, q)) for q in (50, 90, 99))
-    floor_ms = n * gflop / probe_gflops * 1e3
+    floor_ms = _floor_ms(n, gflop, probe_gflops)
     return BenchRow(
         label=spec_b.label,
         backend=spec_b.backend,
@@ -580,7 +585,7 @@ def _reprobe(
         log(f"matmul probe on {device} again: {again['gflops']:.0f} GFLOP/s; kept {best['gflops']:.0f}")
         for i, row in enumerate(rows):
             if str(_torch_device(row.device)) == device:
-                floor_ms = row.batch * row.gflop_per_frame / best["gflops"] * 1e3
+                floor_ms = _floor_ms(row.batch, row.gflop_per_frame, best["gflops"])
                 rows[i] = dataclasses.replace(row, floor_ms=floor_ms, floor_ratio=row.p50_ms / floor_ms)
 
 

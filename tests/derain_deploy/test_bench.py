@@ -128,6 +128,21 @@ def test_parity_tolerances_per_precision() -> None:
     assert compare(ref, ref, "fp16", "a").to_dict()["psnr_db"] is None  # inf is not JSON
 
 
+def test_floor_uses_the_faster_of_two_probes(tiny: DerainNet, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A slow first probe (a busy moment) must not set the floor: the rows follow the faster rerun.
+    from derain_deploy import bench
+
+    rates = iter([10.0, 40.0])
+    monkeypatch.setattr(bench, "matmul_probe", lambda device, n, repeats, dtype=None: {
+        "gflops": next(rates), "n": n, "repeats": repeats, "best_ms": 1.0, "threads": 1})  # fmt: skip
+    report = run_bench(_spec(["torch"], batch_sizes=[1]), tiny)
+    probe = report.probes["cpu:fp32"]
+    assert (probe["gflops"], probe["gflops_before"], probe["gflops_after"]) == (40.0, 10.0, 40.0)
+    (row,) = report.rows
+    assert row.floor_ms == pytest.approx(row.gflop_per_frame / 40.0 * 1e3)
+    assert row.floor_ratio == pytest.approx(row.p50_ms / row.floor_ms)
+
+
 def test_spec_parsing() -> None:
     assert parse_spec("torch") == BackendSpec("torch")
     assert parse_spec("ort:int8:split") == BackendSpec("onnxruntime", "int8", graph="split")
