@@ -1,9 +1,14 @@
 """Validation figures of trained weights on the held-out data of a training recipe (full images).
 
 Parts: synthetic light and heavy rain (fixed seeds) on the recipe's held-out clean images, the
-held-out real pairs, and the clean images themselves without rain (how much the model changes
-them). For each part: rainy-input vs derained PSNR_Y/SSIM_Y, the share of images better than
-their input; for clean images the PSNR_Y/SSIM_Y of the output against the untouched input.
+held-out real pairs, the clean images themselves without rain (how much the model changes
+them) and, where the recipe names them (``val.texture``), detailed rain-free photos. For each
+part: rainy-input vs derained PSNR_Y/SSIM_Y, the share of images better than their input; for
+rain-free parts the PSNR_Y/SSIM_Y of the output against the untouched input.
+
+Each result gets the score of ``trainer.validate.score`` (mean PSNR_Y over light, heavy and
+real) and the verdict of ``trainer.validate.verdict`` against ``--baseline`` (default: the first
+weights given); ``--install`` refuses weights whose verdict names a reason.
 
     python benchmarks/validate_default.py runs/a/a.safetensors [runs/b/checkpoint.pt ...] \
         [--config trainer/configs/default.toml] [--out benchmarks/results/validate_default.json]
@@ -26,7 +31,7 @@ from derain_deploy.model import DerainConfig, DerainNet
 from derain_deploy.weights import default_weights_path, file_sha256, load_weights, save_weights
 from trainer.config import load
 from trainer.datasets import gather_images, gather_pairs, validation_items
-from trainer.validate import evaluate
+from trainer.validate import evaluate, score, share_worse, verdict
 
 
 def load_any(path: Path) -> DerainNet:
@@ -55,11 +60,14 @@ def main() -> None:
     ap.add_argument("--max-images", type=int, default=0, help="per part (0: all)")
     ap.add_argument("--install", type=Path, help="weights to install as the bundled default (with its card)")
     ap.add_argument("--note", action="append", default=[], help="a line for the card's training_history")
+    ap.add_argument("--baseline", type=Path,
+                    help="weights the others are judged against (default: the first)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reports:
         report = merge_reports(args.reports)
+        judge(report, args.baseline or Path(next(iter(report["results"]))))
         write_json(report, args.out)
         print(f"wrote {args.out}")
         if args.install:
@@ -70,9 +78,11 @@ def main() -> None:
     cfg = load(args.config)
     v = cfg.val
     items = validation_items(gather_images(v.clean), gather_pairs(v.paired, names=v.paired_names), v.presets,
-                             v.seed, crop=0, max_images=args.max_images)
+                             v.seed, crop=0, max_images=args.max_images,
+                             texture_files=gather_images(v.texture))
     report: dict[str, object] = {
         "config": args.config, "presets": v.presets, "seed": v.seed, "clean_images": v.clean,
+        "texture_images": v.texture,
         "real_pairs": v.paired_names, "metric": "PSNR_Y/SSIM_Y (BT.601 Y, peak 255, 11x11 Gaussian SSIM)",
         "results": {},
     }
@@ -87,10 +97,27 @@ def main() -> None:
         print(f"{path}:")
         for part, d in metrics.items():
             print(f"  {part:16s} " + ", ".join(f"{k} {val:.4g}" for k, val in d.items()))
+    judge(report, args.baseline or args.weights[0])
     write_json(report, args.out)
     print(f"wrote {args.out}")
     if args.install:
         install(args.install, report, args.note)
+
+
+def judge(report: dict, baseline: Path) -> None:
+    """Add score, share worse and verdict against ``baseline`` to every result, and print them."""
+    results = report["results"]
+    if str(baseline) not in results:
+        raise SystemExit(f"error: the baseline {baseline} was not evaluated in this report")
+    base = results[str(baseline)]["metrics"]
+    report["baseline"] = str(baseline)
+    for path, r in results.items():
+        r["score"] = round(score(r["metrics"]), 3)
+        r["share_worse"] = round(share_worse(r["metrics"]), 4)
+        r["verdict"] = [] if path == str(baseline) else verdict(r["metrics"], base)
+        state = "baseline" if path == str(baseline) else ("better" if not r["verdict"] else
+                                                           "not better: " + "; ".join(r["verdict"]))
+        print(f"{path}: score {r['score']:.3f} dB, {r['share_worse']:.1%} worse than input; {state}")
 
 
 def merge_reports(paths: list[Path]) -> dict:
@@ -104,8 +131,18 @@ def merge_reports(paths: list[Path]) -> dict:
     return merged
 
 
+SETUP_KEYS = ("config", "presets", "seed", "clean_images", "texture_images", "real_pairs", "metric",
+              "baseline")
+
+
 def install(weights: Path, report: dict, notes: list[str] | None = None) -> None:
-    """Copy ``weights`` into the package as the default, and write its model card."""
+    """Copy ``weights`` into the package as the default, and write its model card; refused when
+    the report's verdict on them names a reason."""
+    reasons = report["results"].get(str(weights), {}).get("verdict")
+    if reasons is None:
+        raise SystemExit(f"error: {weights} was not judged in this report")
+    if reasons:
+        raise SystemExit(f"error: not installing {weights}: " + "; ".join(reasons))
     model = load_weights(weights)
     target = default_weights_path()
     save_weights(model, target, extra={"name": "derain_default", "source": weights.name})
@@ -115,8 +152,7 @@ def install(weights: Path, report: dict, notes: list[str] | None = None) -> None
         "name": "derain_default", "weights": target.name, "sha256": file_sha256(target),
         "trained_as": weights.name,
         "validation": report["results"].get(str(weights), {}).get("metrics"),
-        "validation_setup": {k: report[k] for k in ("config", "presets", "seed", "clean_images", "real_pairs",
-                                                    "metric")},
+        "validation_setup": {k: report.get(k) for k in SETUP_KEYS},
         "compared": {k: r["metrics"] for k, r in report["results"].items()},
         "training_history": notes or [],
     })

@@ -84,7 +84,33 @@ PRESETS: dict[str, dict[str, object]] = {
         "haze": (0.05, 0.3),
         "haze_prob": 0.6,
     },
+    # Wider light rain: thin to soft streaks at any lean up to 35 degrees, short to long, faint to
+    # bright, one to three directions (the oblique and faint streaks that "light" never shows).
+    "light_wide": {
+        "layers": (1, 3),
+        "angle": 35.0,
+        "angle_spread": 8.0,
+        "length": (8.0, 70.0),
+        "width": (0.3, 1.1),
+        "density": (0.0008, 0.009),
+        "brightness": (0.15, 0.8),
+        "haze": (0.0, 0.08),
+        "haze_prob": 0.15,
+    },
+    # Dense heavy rain: three to five directions, long and wide streaks, a veil most of the time.
+    "heavy_dense": {
+        "layers": (3, 5),
+        "angle": 35.0,
+        "angle_spread": 25.0,
+        "length": (20.0, 100.0),
+        "width": (0.5, 1.5),
+        "density": (0.003, 0.011),
+        "brightness": (0.3, 0.8),
+        "haze": (0.05, 0.35),
+        "haze_prob": 0.75,
+    },
 }
+RAIN_NAMES = (*PRESETS, "medium", "none")
 # Shares of the "mixed" training mixture; "none" is a rain-free sample (rain layer 0).
 MIXED_WEIGHTS: dict[str, float] = {"light": 0.4, "medium": 0.15, "heavy": 0.38, "none": 0.07}
 
@@ -102,9 +128,9 @@ def sample_params(preset: str, rng: np.random.Generator, mix: dict[str, float] |
     if preset == "mixed":
         mix = mix or MIXED_WEIGHTS
         names = list(mix)
-        bad = [n for n in names if n not in ("light", "medium", "heavy", "none") or mix[n] < 0]
+        bad = [n for n in names if n not in RAIN_NAMES or mix[n] < 0]
         if bad or sum(mix.values()) <= 0:
-            raise ValueError(f"bad rain mix {mix}: expected shares >= 0 of light, medium, heavy, none")
+            raise ValueError(f"bad rain mix {mix}: expected shares >= 0 of {', '.join(RAIN_NAMES)}")
         p = np.array([mix[n] for n in names], dtype=float)
         preset = names[int(rng.choice(len(names), p=p / p.sum()))]
     if preset == "none":
@@ -123,7 +149,7 @@ def sample_params(preset: str, rng: np.random.Generator, mix: dict[str, float] |
     elif preset in PRESETS:
         spec = PRESETS[preset]
     else:
-        raise ValueError(f"unknown rain preset {preset!r}; expected light, medium, heavy, none or mixed")
+        raise ValueError(f"unknown rain preset {preset!r}; expected {', '.join(RAIN_NAMES)} or mixed")
     lo, hi = spec["layers"]  # type: ignore[misc]
     n_layers = int(rng.integers(round(lo), round(hi) + 1))
     base = float(rng.uniform(-spec["angle"], spec["angle"]))  # type: ignore[operator]

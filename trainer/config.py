@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ class DataConfig:
     exclude: list[str] = field(default_factory=list)  # file stems / pair names kept out of training
     paired_share: float = 0.15  # share of samples drawn from paired data when both kinds exist
     rain: str = "mixed"  # synthetic rain preset: light, medium, heavy, none, mixed
-    rain_mix: dict[str, float] = field(default_factory=dict)  # shares for "mixed" (empty: the default)
+    # shares for "mixed" (empty: the default); besides the presets: transplant, texture (trainer.datasets)
+    rain_mix: dict[str, float] = field(default_factory=dict)
+    texture_share: float = 0.0  # share of rainy synthetic crops taken from detailed windows
     crop: int = 100
     flip: bool = True
 
@@ -65,6 +68,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     init: str = ""  # start from these weights (a .safetensors file or a trainer checkpoint.pt)
+    # curriculum: [[share, stages], ...] trains with `stages` stages from `share` of the iterations on
+    # (shares rising from 0, stages rising to the model's); empty: all stages throughout
+    stage_schedule: list[list[float]] = field(default_factory=list)
     out: str = "runs/derain"
     name: str = "derain"
 
@@ -73,6 +79,7 @@ class TrainConfig:
 class ValConfig:
     every: int = 500  # 0: no periodic validation
     clean: list[str] = field(default_factory=list)  # clean images (files or folders): synthetic rain
+    texture: list[str] = field(default_factory=list)  # detailed rain-free images: part "texture"
     paired: list[str] = field(default_factory=list)  # paired folders
     paired_names: list[str] = field(default_factory=list)  # pick these pairs only (empty: all)
     presets: list[str] = field(default_factory=lambda: ["light", "heavy"])
@@ -177,12 +184,52 @@ def _validate(cfg: Config) -> None:
             f"optim.milestones are shares of the iterations in (0, 1), got {cfg.optim.milestones}"
         )
     if d.rain_mix:
+        from .datasets import TEXTURE, TRANSPLANT
+
+        presets = {k: v for k, v in d.rain_mix.items() if k not in (TRANSPLANT, TEXTURE)}
+        own = {k: v for k, v in d.rain_mix.items() if k in (TRANSPLANT, TEXTURE)}
+        if any(not isinstance(v, (int, float)) or not 0 <= v < float("inf") for v in own.values()):
+            raise ConfigError(f"data.rain_mix: shares must be numbers >= 0, got {own}")
         try:
-            sample_params("mixed", np.random.default_rng(0), d.rain_mix)
+            if presets or not own:
+                sample_params("mixed", np.random.default_rng(0), presets)
         except ValueError as e:
             raise ConfigError(f"data.rain_mix: {e}") from None
+        if sum(d.rain_mix.values()) <= 0:
+            raise ConfigError("data.rain_mix: the shares add up to 0")
+    _validate_schedule(t.stage_schedule, cfg.model_config().stages)
+    if not 0.0 <= d.texture_share <= 1.0:
+        raise ConfigError(f"data.texture_share must be in [0, 1], got {d.texture_share}")
     if min(cfg.loss.stage_mse, cfg.loss.l1, cfg.loss.perceptual) < 0:
         raise ConfigError("loss weights must be >= 0")
+
+
+def _validate_schedule(schedule: list[list[float]], stages: int) -> None:
+    if not schedule:
+        return
+    where = "train.stage_schedule"
+    try:
+        shares = [float(e[0]) for e in schedule]
+        counts = [e[1] for e in schedule]
+        ok = all(len(e) == 2 for e in schedule) and all(isinstance(c, int) and not isinstance(c, bool)
+                                                         for c in counts)
+    except (TypeError, ValueError, IndexError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{where}: expected [[share, stages], ...], got {schedule!r}")
+    if shares[0] != 0.0 or any(not 0.0 <= a < b < 1.0 for a, b in itertools.pairwise(shares)):
+        raise ConfigError(f"{where}: shares must start at 0 and rise below 1, got {shares}")
+    if any(not 1 <= a < b for a, b in itertools.pairwise(counts)) or counts[-1] != stages or counts[0] < 1:
+        raise ConfigError(f"{where}: stages must rise from >= 1 to the model's {stages}, got {counts}")
+
+
+def stages_at(schedule: list[list[float]], iterations: int, iteration: int, stages: int) -> int:
+    """Stages trained at 0-based ``iteration`` under a ``train.stage_schedule``."""
+    n = stages
+    for share, count in schedule:
+        if iteration >= round(float(share) * iterations):
+            n = int(count)
+    return n
 
 
 def load(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

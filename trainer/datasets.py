@@ -17,6 +17,12 @@ from torch.utils.data import Dataset
 from derain_deploy.pairs import LayoutError, Pair, find_pairs, list_images, split_left_right
 from derain_deploy.rain import add_rain
 
+from .negatives import scene_structure, textured_window
+from .rain_layers import rain_layer, transplant
+
+# Training-only sources a "mixed" rain_mix may name besides derain_deploy.rain's presets.
+TRANSPLANT, TEXTURE = "transplant", "texture"
+
 
 class DataError(ValueError):
     """A dataset that cannot be used (empty, missing folder); the message is one line."""
@@ -77,17 +83,22 @@ def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     return rainy, clean
 
 
-def fit_crop(images: list[np.ndarray], crop: int, rng: np.random.Generator, flip: bool) -> list[np.ndarray]:
+def fit_crop(images: list[np.ndarray], crop: int, rng: np.random.Generator, flip: bool,
+             textured: bool = False) -> list[np.ndarray]:
     """The same random ``crop`` x ``crop`` window (and flips) from each image; images smaller than
-    the crop are first scaled up (aspect kept) so the shorter side equals ``crop``."""
+    the crop are first scaled up (aspect kept) so the shorter side equals ``crop``. ``textured``
+    takes the most detailed of four random windows."""
     h, w = images[0].shape[:2]
     if min(h, w) < crop:
         s = crop / min(h, w)
         size = (max(crop, round(w * s)), max(crop, round(h * s)))
         images = [cv2.resize(im, size, interpolation=cv2.INTER_CUBIC) for im in images]
         h, w = images[0].shape[:2]
-    y = int(rng.integers(0, h - crop + 1))
-    x = int(rng.integers(0, w - crop + 1))
+    if textured:
+        y, x = textured_window(images[0], crop, rng)
+    else:
+        y = int(rng.integers(0, h - crop + 1))
+        x = int(rng.integers(0, w - crop + 1))
     images = [im[y : y + crop, x : x + crop] for im in images]
     if flip and rng.random() < 0.5:
         images = [im[:, ::-1] for im in images]
@@ -114,16 +125,28 @@ class RainDataset(Dataset):
     """Training pairs (rainy, clean, rain) as CHW float tensors; indexable without end.
 
     Mixes synthetic rain on ``clean_files`` with real ``pairs`` (``paired_share`` of samples
-    come from pairs when both exist)."""
+    come from pairs when both exist). A "mixed" ``rain_mix`` may also name ``transplant`` (a
+    pair's rain layer on another photo, see :mod:`trainer.rain_layers`) and ``texture`` (a
+    rain-free detailed crop with drawn scene structure, see :mod:`trainer.negatives`);
+    ``texture_share`` of rainy synthetic samples use detailed crops too, half of them with
+    drawn structure under the rain."""
 
     def __init__(self, clean_files: list[Path], pairs: list[Pair], crop: int = 100, flip: bool = True,
                  rain: str = "mixed", paired_share: float = 0.15, seed: int = 0,
-                 length: int = 10**12, rain_mix: dict[str, float] | None = None) -> None:
+                 length: int = 10**12, rain_mix: dict[str, float] | None = None,
+                 texture_share: float = 0.0) -> None:
         if not clean_files and not pairs:
             raise DataError("the training dataset is empty: no clean images and no pairs")
         self.clean_files, self.pairs = list(clean_files), list(pairs)
         self.crop, self.flip, self.rain, self.seed, self.length = crop, flip, rain, seed, length
         self.rain_mix = dict(rain_mix) if rain_mix else None
+        self.texture_share = texture_share
+        self.own_sources = bool(self.rain_mix) and bool({TRANSPLANT, TEXTURE} & set(self.rain_mix or {}))
+        self.layers: list[np.ndarray] = []
+        if self.own_sources and (self.rain_mix or {}).get(TRANSPLANT, 0) > 0:
+            if not pairs:
+                raise DataError("data.rain_mix names transplant but there are no training pairs")
+            self.layers = [rain_layer(*read_pair(p)) for p in pairs]
         if not pairs:
             self.paired_share = 0.0
         elif not clean_files:
@@ -160,8 +183,24 @@ class RainDataset(Dataset):
         except OSError as e:
             self.log.add(path, str(e))
             raise
-        (clean,) = fit_crop([img], self.crop, rng, self.flip)
-        s = add_rain(clean, self.rain, rng=rng, mix=self.rain_mix)
+        if not self.own_sources:
+            (clean,) = fit_crop([img], self.crop, rng, self.flip)
+            s = add_rain(clean, self.rain, rng=rng, mix=self.rain_mix)
+            return s.rainy, s.clean, s.rain
+        mix = self.rain_mix or {}
+        names = list(mix)
+        p = np.array([mix[n] for n in names], dtype=float)
+        source = names[int(rng.choice(len(names), p=p / p.sum()))]
+        textured = source == TEXTURE or rng.random() < self.texture_share
+        (clean,) = fit_crop([img], self.crop, rng, self.flip, textured=textured)
+        if source == TEXTURE or (textured and rng.random() < 0.5):
+            clean = scene_structure(clean, rng)
+        if source == TEXTURE:
+            return clean, clean, np.zeros_like(clean)
+        if source == TRANSPLANT:
+            rainy, rain = transplant(clean, self.layers, rng)
+            return rainy, clean, rain
+        s = add_rain(clean, source, rng=rng)
         return s.rainy, s.clean, s.rain
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -195,9 +234,11 @@ class ValItem:
 
 
 def validation_items(clean_files: list[Path], pairs: list[Pair], presets: list[str], seed: int,
-                     crop: int = 0, max_images: int = 0) -> list[ValItem]:
+                     crop: int = 0, max_images: int = 0,
+                     texture_files: list[Path] | None = None) -> list[ValItem]:
     """Fixed validation images: each preset's rain on ``clean_files`` (seeded per image), the
-    real ``pairs`` and the clean images themselves (rain-free, part "clean")."""
+    real ``pairs``, the clean images themselves (rain-free, part "clean") and the detailed
+    ``texture_files`` (rain-free, part "texture")."""
     items: list[ValItem] = []
 
     def centre(im: np.ndarray) -> np.ndarray:
@@ -216,7 +257,8 @@ def validation_items(clean_files: list[Path], pairs: list[Pair], presets: list[s
     for pair in pairs[:max_images] if max_images else pairs:
         rainy, clean = read_pair(pair)
         items.append(ValItem("real", pair.name, centre(rainy), centre(clean)))
-    for p in files:
-        clean = centre(read_rgb(p))
-        items.append(ValItem("clean", p.stem, clean, clean))
+    for part, group in (("clean", files), ("texture", texture_files or [])):
+        for p in group[:max_images] if max_images and part == "texture" else group:
+            clean = centre(read_rgb(p))
+            items.append(ValItem(part, p.stem, clean, clean))
     return items

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from derain_deploy.model import DerainNet
 from derain_deploy.weights import file_sha256, save_weights
 
-from .config import Config
+from .config import Config, stages_at
 from .datasets import RainDataset, batch_for, gather_images, gather_pairs, validation_items
 from .losses import DerainLoss
 from .validate import evaluate, flat
@@ -155,11 +155,13 @@ def build_data(cfg: Config) -> tuple[RainDataset, list]:
     clean = gather_images(d.clean, exclude)
     pairs = gather_pairs(d.paired, exclude)
     dataset = RainDataset(clean, pairs, crop=d.crop, flip=d.flip, rain=d.rain,
-                          paired_share=d.paired_share, seed=cfg.train.seed, rain_mix=d.rain_mix)
+                          paired_share=d.paired_share, seed=cfg.train.seed, rain_mix=d.rain_mix,
+                          texture_share=d.texture_share)
     items: list = []
-    if v.every and (v.clean or v.paired):
+    if v.every and (v.clean or v.paired or v.texture):
         items = validation_items(gather_images(v.clean), gather_pairs(v.paired, names=v.paired_names),
-                                 v.presets, v.seed, crop=v.crop, max_images=v.max_images)
+                                 v.presets, v.seed, crop=v.crop, max_images=v.max_images,
+                                 texture_files=gather_images(v.texture))
     return dataset, items
 
 
@@ -172,6 +174,20 @@ def identity_init(model: DerainNet, scale: float = 0.1) -> None:
         if model.config.refinement and model.config.residual_refinement:
             model.refine[-1].weight.zero_()
             model.refine[-1].bias.zero_()
+
+
+def grow_stages(model: DerainNet, old: int, new: int) -> None:
+    """Curriculum growth: the fusion convs of stages ``old + 1 .. new`` start as a pass-through of
+    the newest output O_{t-1}, so the grown model starts where the shorter one ended."""
+    with torch.no_grad():
+        for t in range(max(old, 1) + 1, new + 1):
+            fusion = model.stage_fusion[t - 2].conv
+            if fusion is None:
+                continue
+            fusion.weight.zero_()
+            fusion.weight[:, :3, 0, 0] = torch.eye(3)
+            fusion.bias.zero_()
+    print(f"curriculum: {old} -> {new} stages", flush=True)
 
 
 def init_from(model: DerainNet, path: Path) -> None:
@@ -269,12 +285,18 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
 
     last_val: dict[str, dict[str, float]] = {}
     board = _TensorBoard(out)
+    total_stages = model.config.stages
+
+    def n_stages(i: int) -> int:
+        return stages_at(t.stage_schedule, t.iterations, i, total_stages)
+
+    current_stages = n_stages(max(start - 1, 0))
 
     def validate(iteration: int) -> None:
         nonlocal last_val
         if not val_items:
             return
-        last_val = evaluate(model, val_items)
+        last_val = evaluate(model, val_items, stages=current_stages)
         _append_csv(out / "val.csv", {"iteration": iteration, **flat(last_val)})
         board.log(flat(last_val), iteration, "val")
         parts = ", ".join(
@@ -301,10 +323,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         while it < t.iterations:
             if stop.requested:
                 raise KeyboardInterrupt
+            if n_stages(it) != current_stages:
+                grow_stages(model, current_stages, n_stages(it))
+                current_stages = n_stages(it)
             batch = batch_for(dataset, it, t.batch)
             rainy, clean, rain = (x.contiguous(memory_format=memory_format) for x in batch)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                pred, stages = model(rainy, return_stages=True)
+                pred, stages = model(rainy, return_stages=True, stages=current_stages)
             terms = criterion(rainy, clean, rain, pred.float(), [s.float() for s in stages])
             if not math.isfinite(float(terms.total.detach())):
                 good = ckpt_path if ckpt_path.exists() else "(none yet)"
@@ -331,6 +356,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                 row = {
                     "iteration": it, "loss": mean[0], "stage_mse": mean[1], "l1": mean[2],
                     "perceptual": mean[3], "lr": opt.param_groups[0]["lr"], "it_per_s": round(rate, 4),
+                    "stages": current_stages,
                     "wall_s": round(wall + now - t0, 1),
                 }
                 _append_csv(out / "log.csv", row)
