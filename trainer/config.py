@@ -60,6 +60,8 @@ class TrainConfig:
     batch: int = 10
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    device: str = "cpu"  # cpu, cuda or cuda:N (a GPU that is missing stops the run)
+    workers: int = 0  # data-loading processes (0: in the training process; a GPU needs several)
     channels_last: bool = True
     # bfloat16 autocast for forward/backward on the CPU: true, false, or "auto" (on where the CPU has
     # native bf16: AMX/AVX512-BF16 ran a step 1.3x faster; AVX2 emulates it, 10x slower than FP32)
@@ -198,6 +200,11 @@ def _validate(cfg: Config) -> None:
         if sum(d.rain_mix.values()) <= 0:
             raise ConfigError("data.rain_mix: the shares add up to 0")
     _validate_schedule(t.stage_schedule, cfg.model_config().stages)
+    gpu = t.device == "cuda" or (t.device.startswith("cuda:") and t.device[5:].isdigit())
+    if t.device != "cpu" and not gpu:
+        raise ConfigError(f"train.device: expected cpu, cuda or cuda:N, got {t.device!r}")
+    if t.workers < 0:
+        raise ConfigError(f"train.workers must be >= 0, got {t.workers}")
     if not 0.0 <= d.texture_share <= 1.0:
         raise ConfigError(f"data.texture_share must be in [0, 1], got {d.texture_share}")
     if min(cfg.loss.stage_mse, cfg.loss.l1, cfg.loss.perceptual) < 0:

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,10 @@ from .losses import DerainLoss
 from .validate import evaluate, flat
 
 CHECKPOINT = "checkpoint.pt"
-# train.* keys a resumed run may change (a new length re-places the relative LR milestones).
-RESUME_MAY_CHANGE = ("out", "threads", "checkpoint_every", "log_every", "iterations", "bf16")
+# train.* keys a resumed run may change (a new length re-places the relative LR milestones; a new
+# batch size, as when a CPU run moves to a GPU, draws its samples from iteration x batch on).
+RESUME_MAY_CHANGE = ("out", "threads", "checkpoint_every", "log_every", "iterations", "bf16", "device",
+                     "workers", "batch")
 
 
 class TrainingError(RuntimeError):
@@ -207,11 +210,45 @@ def init_from(model: DerainNet, path: Path) -> None:
     print(f"initialised from {path}", flush=True)
 
 
-def resolve_bf16(setting: bool | str) -> bool:
-    """``train.bf16`` as used: "auto" is on where the CPU has native bf16. The choice is printed,
-    and so is a warning where bf16 is forced on a CPU that emulates it (about 10x slower than FP32)."""
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device; a GPU that is not there stops the run (no fallback)."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(f"train.device={name}: no CUDA GPU is available to torch here")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise TrainingError(f"train.device={name}: only {torch.cuda.device_count()} GPU(s) here")
+    return device
+
+
+def batches(dataset: RainDataset, start: int, batch: int, workers: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Batches ``start``, ``start + 1``, ...: the same samples with or without worker processes,
+    since each sample is a function of its index."""
+    if workers == 0:
+        it = start
+        while True:
+            yield batch_for(dataset, it, batch)
+            it += 1
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=batch, sampler=range(start * batch, len(dataset)),
+                        num_workers=workers, prefetch_factor=4, pin_memory=torch.cuda.is_available())
+    for item in loader:
+        yield tuple(item)
+
+
+def resolve_bf16(setting: bool | str, device: torch.device | None = None) -> bool:
+    """``train.bf16`` as used: "auto" is on where the CPU (or GPU) has native bf16. The choice is
+    printed, and so is a warning where bf16 is forced on a CPU that emulates it (about 10x slower
+    than FP32)."""
     from derain_deploy.cpu import native_bf16, no_bf16_reason
 
+    if device is not None and device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+        if setting == "auto":
+            print(f"bf16 auto: {'on' if native else 'off'}, {torch.cuda.get_device_name(device)}", flush=True)
+            return native
+        return bool(setting)
     native = native_bf16()
     if setting == "auto":
         state = "on, this CPU has native bf16" if native else f"off, {no_bf16_reason()}"
@@ -235,15 +272,17 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         init_from(model, Path(t.init))
     elif t.identity_init:
         identity_init(model)
+    device = resolve_device(t.device)
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = model.to(device=device, memory_format=memory_format)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     milestones = sorted({max(1, round(m * t.iterations)) for m in cfg.optim.milestones})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=cfg.optim.gamma)
     criterion = DerainLoss(cfg.loss.stage_mse, cfg.loss.l1, cfg.loss.perceptual, cfg.loss.vgg_weights)
+    criterion = criterion.to(device)
     dataset, val_items = build_data(cfg)
     print(f"data: {dataset.summary()}; validation: {len(val_items)} images", flush=True)
-    use_bf16 = resolve_bf16(t.bf16)
+    use_bf16 = resolve_bf16(t.bf16, device)
 
     out.mkdir(parents=True, exist_ok=True)
     start, wall = 0, 0.0
@@ -318,6 +357,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     bar = tqdm(total=t.iterations, initial=start, disable=not progress, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 60.0, desc=t.name)
     window_t, window_n, window_loss = time.time(), 0, [0.0, 0.0, 0.0, 0.0]
+    stream = batches(dataset, start, t.batch, t.workers)
     try:
         model.train()
         while it < t.iterations:
@@ -326,9 +366,10 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
             if n_stages(it) != current_stages:
                 grow_stages(model, current_stages, n_stages(it))
                 current_stages = n_stages(it)
-            batch = batch_for(dataset, it, t.batch)
-            rainy, clean, rain = (x.contiguous(memory_format=memory_format) for x in batch)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            batch = next(stream)
+            rainy, clean, rain = (x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                                  for x in batch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 pred, stages = model(rainy, return_stages=True, stages=current_stages)
             terms = criterion(rainy, clean, rain, pred.float(), [s.float() for s in stages])
             if not math.isfinite(float(terms.total.detach())):
@@ -380,7 +421,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     board.close()
     wall += time.time() - t0
     weights = out / f"{t.name}.safetensors"
-    save_weights(model.to(memory_format=torch.contiguous_format), weights,
+    save_weights(model.to(device="cpu", memory_format=torch.contiguous_format), weights,
                  extra={"iterations": str(it), "trainer": code_version()})
     card = model_card(cfg, dataset, it, wall, last_val, weights, use_bf16)
     _write_json(card, out / f"{t.name}.card.json")

@@ -17,9 +17,10 @@ PSNR_CAP = 100.0  # identical images have infinite PSNR; averages use this cap
 
 
 def derain_array(model: DerainNet, image: np.ndarray, stages: int | None = None) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float()
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float().to(device)
     with torch.no_grad():
-        y = model(x, stages=stages)
+        y = model(x, stages=stages).cpu()
     return y[0].clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32)
 
 
