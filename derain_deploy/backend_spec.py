@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .backends.base import Backend, BackendError
+from .backends.base import Backend, BackendError, FiniteBackend
 from .model import DerainNet
 
 ALIASES = {
@@ -42,11 +42,11 @@ ALIASES = {
     "tensorrt": "tensorrt",
 }
 PRECISIONS = {
-    "torch": ("fp32", "fp16", "bf16"),
-    "onnxruntime": ("fp32", "fp16", "int8"),
+    "torch": ("fp32", "tf32", "fp16", "bf16"),
+    "onnxruntime": ("fp32", "tf32", "fp16", "int8"),
     "openvino": ("fp32", "bf16", "int8"),
-    "tensorrt": ("fp32", "fp16", "int8"),
-}
+    "tensorrt": ("fp32", "tf32", "fp16", "int8"),
+}  # tf32: FP32 files with TF32 tensor cores allowed (CUDA only); fp32 on a GPU keeps TF32 off
 GRAPHS = ("concat", "split")
 SHORT = {"torch": "torch", "onnxruntime": "ort", "openvino": "ov", "tensorrt": "trt"}
 
@@ -108,7 +108,7 @@ def parse_spec(text: str, default_device: str = "cpu") -> BackendSpec:
     name, *options = body.split(":")
     fields: dict[str, object] = {"backend": _backend_name(name, text), "device": device}
     for opt in (o.strip().lower() for o in options):
-        if opt in ("fp32", "fp16", "bf16", "int8"):
+        if opt in ("fp32", "tf32", "fp16", "bf16", "int8"):
             fields["precision"] = opt
         elif opt in GRAPHS:
             fields["graph"] = opt
@@ -146,6 +146,8 @@ def _checked(spec: BackendSpec, text: str) -> BackendSpec:
         raise SpecError(
             f"backend spec {text!r}: the graph form applies to exported models (ort, ov, trt) only"
         )
+    if spec.precision == "tf32" and not spec.is_cuda:
+        raise SpecError(f"backend spec {text!r}: tf32 needs a CUDA device (add @cuda)")
     if spec.cuda_graphs and not spec.is_cuda:
         raise SpecError(f"backend spec {text!r}: CUDA graphs need a CUDA device (add @cuda)")
     if spec.backend == "openvino" and spec.device != "cpu":
@@ -205,13 +207,15 @@ def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
     if spec.file:
         return Path(spec.file)
     kind = "engine" if spec.backend == "tensorrt" else "onnx"
-    precision = "fp32" if spec.precision == "bf16" else spec.precision  # OpenVINO's bf16 reads FP32
-    out = workdir / f"{kind}-{spec.graph}-{precision}"
+    # OpenVINO's bf16 and every tf32 read the FP32 file; a tf32 engine is built from it with TF32 allowed
+    precision = "fp32" if spec.precision in ("bf16", "tf32") else spec.precision
+    out = workdir / f"{kind}-{spec.graph}-{precision if kind == 'onnx' else spec.precision}"
     done = out / "exported.txt"  # names the file once the export finished
     if done.is_file():
         return out / done.read_text().strip()
     try:
         from export.api import ExportOptions, export_model
+        from export.trt_build import EngineOptions
     except ImportError as e:
         raise BackendError(f"{spec.label}: the export package is not available ({e})") from None
     from .weights import save_weights
@@ -224,18 +228,25 @@ def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
         fp16=precision == "fp16",
         int8=precision == "int8",
         engine=kind == "engine",  # the default video profile: batch 1..4, 64x64 to 1080x1920
+        engine_options=EngineOptions(tf32=spec.precision == "tf32"),
         name="derain",
         bench_shape=None,  # the bench times it itself
         fp16_large_shape=(1, 3, 240, 320),  # the NaN/Inf check; the bench's parity check covers the rest
     )
     report = export_model(weights, out, options)
-    (artifact,) = [a for a in report.artifacts if a.kind == kind and a.precision == precision]
+    wanted = spec.precision if kind == "engine" else precision  # the engine's sidecar says tf32
+    artifact = report.artifact(kind, wanted, tensorrt=spec.device.startswith("tensorrt"))
     done.write_text(artifact.path.name)
     return artifact.path
 
 
 def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> Backend:
-    """Open ``spec`` on ``model`` (weights already loaded); exported files are made in ``workdir``."""
+    """Open ``spec`` on ``model`` (weights already loaded); exported files are made in ``workdir``.
+    The backend's outputs are checked for NaN and Inf (:class:`~.backends.base.FiniteBackend`)."""
+    return FiniteBackend(_open_spec(spec, model, workdir), model=spec.label)
+
+
+def _open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> Backend:
     if spec.backend == "torch":
         from .backends.torch_backend import TorchBackend
 
@@ -262,6 +273,8 @@ def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> Backend:
         precision = None if spec.file else spec.precision
         threads = torch.get_num_threads()
         return OpenVinoBackend(exported_path(spec, model, workdir), "cpu", precision, threads=threads)
+    if spec.backend != "tensorrt":
+        raise BackendError(f"unknown backend {spec.backend!r}; expected one of {', '.join(PRECISIONS)}")
     from .backends.trt_backend import TrtBackend
 
     precision = None if spec.file else spec.precision

@@ -10,12 +10,21 @@ Timing: ``warmup`` calls first (their first output serves the parity check), the
 until both ``min_reps`` and the per-row ``budget_s`` are reached, or ``max_reps``. Each
 repetition is one synchronous call (numpy in, numpy out; CUDA work is synchronized by the copy
 back). Percentiles use numpy's linear interpolation: with few repetitions p99 is close to the max.
+
+GPU rows: device memory is what ``cudaMemGetInfo`` (``torch.cuda.mem_get_info``) shows in use
+after the row minus before the backend opened, so ONNX Runtime's arena and TensorRT's
+activations count, not only torch's allocator (its peak is kept in ``details``); other processes
+on the same GPU count too. The H2D / compute / D2H split is measured with CUDA events on the
+backend's own stream, from and to pinned host buffers; compute is timed alone where the backend
+runs a device tensor (``run_device``: torch, tensorrt), else it is the p50 minus the copies
+(``details["gpu_split"]`` says which).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 import os
@@ -469,21 +478,43 @@ def _peak_rss_mb() -> float | None:
         return None
 
 
-def _copy_times(batch: np.ndarray, out_shape: tuple[int, ...], device: torch.device) -> tuple[float, float]:
-    """Median host-to-device and device-to-host copy times (ms) of pageable buffers of these sizes."""
-    host = torch.from_numpy(batch)
-    dev_out = torch.empty(out_shape, dtype=torch.float32, device=device)
-    h2d, d2h = [], []
-    for _ in range(7):
-        _sync(device)
-        t0 = time.perf_counter()
-        host.to(device)
-        _sync(device)
-        h2d.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        dev_out.cpu()
-        d2h.append(time.perf_counter() - t0)
-    return float(np.median(h2d) * 1e3), float(np.median(d2h) * 1e3)
+def cuda_used_mb(device: torch.device) -> float:
+    """Device memory in use on ``device`` (all allocators, all processes), from cudaMemGetInfo."""
+    free, total = torch.cuda.mem_get_info(device)
+    return (total - free) / 2**20
+
+
+def gpu_split(
+    backend: Backend, batch: np.ndarray, device: torch.device, repeats: int = 7
+) -> dict[str, object]:
+    """Median H2D, compute and D2H times (ms) from CUDA events on the backend's stream (its
+    ``stream`` attribute, else the current one), copying from and to pinned host buffers."""
+    stream = getattr(backend, "stream", None) or torch.cuda.current_stream(device)
+    host_in = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).pin_memory()
+    dev_in = torch.empty(host_in.shape, dtype=torch.float32, device=device)
+    run_device = getattr(backend, "run_device", None)
+    times: dict[str, list[float]] = {"h2d_ms": [], "compute_ms": [], "d2h_ms": []}
+    with torch.cuda.stream(stream):
+        dev_in.copy_(host_in)
+        first = run_device(dev_in) if run_device else dev_in  # output shape and type; warms up
+        host_out = torch.empty(first.shape, dtype=first.dtype, pin_memory=True)  # outside the timed spans
+        for _ in range(repeats):
+            events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+            events[0].record(stream)
+            dev_in.copy_(host_in, non_blocking=True)
+            events[1].record(stream)
+            dev_out = run_device(dev_in) if run_device else dev_in
+            events[2].record(stream)
+            host_out.copy_(dev_out, non_blocking=True)
+            events[3].record(stream)
+            stream.synchronize()
+            for key, (a, b) in zip(times, itertools.pairwise(events)):
+                times[key].append(a.elapsed_time(b))
+    split: dict[str, object] = {k: float(np.median(v)) for k, v in times.items()}
+    split["gpu_split"] = "cuda_events" if run_device else "cuda_events_copies"
+    if not run_device:
+        split["compute_ms"] = None  # the caller derives it from the p50
+    return split
 
 
 # ---------------------------------------------------------------- timing
@@ -613,8 +644,10 @@ def _measure(
     probes: dict[str, dict[str, float]],
     base_ms: float | None,
     is_ref: bool,
+    memory_base_mb: float | None = None,
 ) -> tuple[BenchRow, np.ndarray]:
-    """One row: time ``backend`` on one (resolution, batch) cell; also its first output."""
+    """One row: time ``backend`` on one (resolution, batch) cell; also its first output.
+    ``memory_base_mb``: device memory in use before the backend opened (CUDA rows)."""
     h, w, n = cell
     batch, clean = data
     tdev = _torch_device(bspec.device)
@@ -623,15 +656,21 @@ def _measure(
         torch.cuda.reset_peak_memory_stats(tdev)
     times, first = time_backend(backend, batch, spec, tdev)
     if tdev.type == "cuda":
-        memory = (torch.cuda.max_memory_allocated(tdev) / 2**20, "cuda_allocated")
+        used = cuda_used_mb(tdev) - (memory_base_mb or 0.0)
+        memory = (used, "cuda_device_used" if memory_base_mb is not None else "cuda_device_total")
     else:
         memory = (_peak_rss_mb(), "rss" if rss_reset else "rss_process_lifetime")
     probe = probes[f"{tdev}:fp32"]["gflops"]
     row = _row(bspec, backend, times, h, w, n, gflop, probe, base_ms, memory, is_ref)
     row.psnr_y_clean = psnr_y_batch(first, clean)
     if tdev.type == "cuda":
-        row.h2d_ms, row.d2h_ms = _copy_times(batch, first.shape, tdev)
-        row.compute_ms = max(row.p50_ms - row.h2d_ms - row.d2h_ms, 0.0)
+        row.details["torch_allocated_peak_mb"] = torch.cuda.max_memory_allocated(tdev) / 2**20
+        split = gpu_split(backend, batch, tdev)
+        row.h2d_ms, row.d2h_ms = float(split["h2d_ms"]), float(split["d2h_ms"])  # type: ignore[arg-type]
+        compute = split["compute_ms"]
+        derived = max(row.p50_ms - row.h2d_ms - row.d2h_ms, 0.0)
+        row.compute_ms = derived if compute is None else float(compute)  # type: ignore[arg-type]
+        row.details["gpu_split"] = split["gpu_split"]
         half = probes.get(f"{tdev}:fp16")
         if half and row.precision in ("fp16", "bf16", "int8"):
             row.details["floor_ratio_fp16_probe"] = row.p50_ms / (n * gflop / half["gflops"] * 1e3)
@@ -704,6 +743,8 @@ def _run_bench(
 
         for bspec in order:
             is_ref = bspec.backend == "torch" and bspec == EAGER_FP32.with_device(bspec.device)
+            tdev = _torch_device(bspec.device)
+            memory_base = cuda_used_mb(tdev) if tdev.type == "cuda" else None
             backend = opener(bspec, model, work)
             try:
                 for h, w, n in cells:
@@ -711,7 +752,7 @@ def _run_bench(
                     base = reference.get(key)
                     row, first = _measure(
                         bspec, backend, spec, (h, w, n), inputs[(h, w, n)], gflops_of[(h, w)], probes,
-                        base[0] if base else None, is_ref,
+                        base[0] if base else None, is_ref, memory_base,
                     )  # fmt: skip
                     if is_ref:
                         reference[key] = (row.p50_ms, first)

@@ -11,7 +11,8 @@ from .atomic import write_atomic
 from .backend_spec import SpecError, load_model, parse_specs, runnable_here
 from .backends.base import BackendError
 from .bench import BenchError, BenchSpec, run_bench
-from .weights import WeightsError
+from .output_guard import OutputGuardError, check_writes
+from .weights import WeightsError, default_weights_path
 
 DEFAULT_BACKENDS = {
     "cpu": ("torch", "torch:cl", "ort:concat", "ort:split", "ort:int8:split", "ov:split", "ov:int8:split"),
@@ -33,7 +34,9 @@ def default_backends(device: str) -> list[str]:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The error classes whose one-line message is shown as ``error: ...`` (no traceback)."""
-    errors: list[type[BaseException]] = [SpecError, BackendError, WeightsError, BenchError, OSError]
+    errors: list[type[BaseException]] = [
+        SpecError, BackendError, WeightsError, BenchError, OutputGuardError, OSError
+    ]  # fmt: skip
     try:
         from export.onnx_export import ExportError
         from export.verify import ParityError
@@ -132,6 +135,10 @@ def main(
     sizes = resolutions or None
     try:
         specs = parse_specs(list(backends or default_backends(device)), default_device=device)
+        check_writes(
+            {"--json": json_path, "--markdown": md_path, "--plot": plot_path},
+            [weights or (None if random_weights else default_weights_path()), *(s.file for s in specs)],
+        )
         if max_reps < min_reps:
             raise SpecError(f"--max-reps {max_reps} is below --min-reps {min_reps}")
         model, source = load_model(weights, random_weights)

@@ -9,8 +9,10 @@ import click
 from .atomic import write_atomic
 from .backend_spec import load_model, parse_specs
 from .cli_bench import user_errors
+from .cli_options import max_pixels_option
 from .evaluate import EvalError, evaluate
 from .pairs import LAYOUTS, LayoutError
+from .weights import default_weights_path
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +47,7 @@ from .pairs import LAYOUTS, LayoutError
     type=click.Path(file_okay=False),
     help="Write each backend's outputs as PNG under DIR/<backend>/ (outside the dataset).",
 )
+@max_pixels_option("Skip images with more pixels (read from the header; 0: no limit).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def main(
     dataset: str,
@@ -57,6 +60,7 @@ def main(
     json_path: str | None,
     save_outputs: str | None,
     no_progress: bool,
+    max_pixels: int,
 ) -> None:
     """PSNR/SSIM (Y channel, published convention, and RGB) of each backend on DATASET, a paired
     folder in any layout derain-train reads (rainy/+norain/, Rain100 files, DDN, left|right)."""
@@ -72,6 +76,9 @@ def main(
             limit=limit,
             progress=not no_progress,
             weights=source,
+            max_pixels=max_pixels,
+            writes={"--csv": csv_path, "--json": json_path},
+            inputs=[weights or default_weights_path()],
         )
         click.echo(report.table())
         if csv_path:

@@ -7,10 +7,12 @@ import sys
 
 import click
 
-from .backends import BACKENDS
 from .backends.base import BackendError
+from .cli_options import PRECISIONS, backend_option, max_pixels_option
 from .distributed import is_job, is_ray_address, run_job
 from .job import JobOptions, run_inputs
+from .live import wants_live
+from .signals import exit_status, signal_name, stop_on_signals
 from .streams.base import StreamError
 from .weights import WeightsError
 
@@ -28,22 +30,16 @@ def _one_line(error: BaseException) -> str:
 @click.option(
     "-o", "--output", help="Output file, or folder (default: <name>.derained.<ext> beside each input)."
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", *BACKENDS]),
-    default="auto",
-    show_default=True,
-    help="auto: TensorRT engine > ONNX Runtime CUDA > OpenVINO (CPU, if installed) > ONNX Runtime CPU.",
-)
+@backend_option("auto: TensorRT engine > ONNX Runtime CUDA > OpenVINO (CPU, if installed) > ORT CPU.")
 @click.option(
     "--device",
     default="auto",
     show_default=True,
-    help="auto, cpu, cuda[:N] (tensorrt[:N]: ORT's TensorRT EP).",
+    help="auto (a named backend's best device), cpu, cuda[:N] (tensorrt[:N]: ORT's TensorRT EP).",
 )
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "bf16", "int8"]),
+    type=click.Choice(PRECISIONS),
     help="Default: the model file's own (fp32 for weights).",
 )
 @click.option(
@@ -60,7 +56,23 @@ def _one_line(error: BaseException) -> str:
 @click.option(
     "--quality", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 crf (lower: better)."
 )
+@click.option(
+    "--realtime/--no-realtime",
+    default=None,
+    help="Live: drop the frames the backend has no time for, take the newest [default: on for cameras/URLs].",
+)
+@click.option(
+    "--reconnect", type=click.IntRange(min=0), default=5, show_default=True,
+    help="Reopen a live input that stalls or ends, up to N times in a row (with backoff).",
+)
+@click.option("--bitrate", help="Live outputs (rtsp/rtmp/srt/udp URL, .m3u8): bitrate such as 2M, not crf.")
+@click.option("--crf", type=click.IntRange(0, 51), help="Live outputs: x264 crf [default: 23].")
+@click.option(
+    "--status-seconds", type=click.FloatRange(min=0), default=10, show_default=True,
+    help="Live runs: a status line (fps, drops, latency) every N seconds; 0: none.",
+)
 @click.option("--skip-bad-frames", is_flag=True, help="Skip (and count) corrupt frames instead of stopping.")
+@max_pixels_option("Refuse images and frames with more pixels (read from the header; 0: no limit).")
 @click.option("--camera", type=click.IntRange(min=0), help="Read camera N instead of INPUTS.")
 @click.option("--manifest", "manifests", multiple=True, help="File listing inputs, one a line (# comments).")
 @click.option(
@@ -80,6 +92,7 @@ def _one_line(error: BaseException) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the job's summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the summary and errors print.")
+@stop_on_signals()  # SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does
 def main(
     inputs: tuple[str, ...],
     quiet: bool,
@@ -104,7 +117,8 @@ def main(
 
     if ray is not None and not is_ray_address(ray):  # "--ray INPUT": an input, not an address
         inputs, ray = (ray, *inputs), "local"
-    job = is_job(inputs, manifests, ray, as_json)
+    live = wants_live(inputs, options) and not (manifests or ray or as_json)  # streams run together
+    job = is_job(inputs, manifests, ray, as_json) and not live
     try:
         if job:
             summary = run_job(
@@ -119,9 +133,11 @@ def main(
             )
         else:
             results = run_inputs(list(inputs), options, log=log)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted; the unfinished output was removed", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP
+        closed = getattr(e, "outputs_closed", False)  # live runs close their outputs cleanly
+        done = "the live outputs were closed" if closed else "the unfinished output was removed"
+        click.echo(f"error: interrupted ({signal_name(e)}); {done}", err=True)
+        sys.exit(exit_status(e))
     except EXPECTED_ERRORS as e:
         click.echo(f"error: {_one_line(e)}", err=True)
         sys.exit(1)

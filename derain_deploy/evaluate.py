@@ -14,7 +14,7 @@ import io
 import json
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +23,10 @@ import numpy as np
 
 from .backend_spec import BackendSpec, Opener, open_spec
 from .backends.base import Backend
+from .image_size import DEFAULT_MAX_PIXELS, too_large
 from .metrics import SSIM_WINDOW, psnr_ssim
 from .model import DerainNet
+from .output_guard import check_writes
 from .pairs import Pair, find_pairs, split_left_right
 
 INPUT_LABEL = "input"
@@ -117,22 +119,25 @@ def _finite(obj: object) -> object:
     return obj
 
 
-def read_rgb(path: Path) -> np.ndarray | None:
-    """An 8-bit RGB HxWx3 image, or None when the file cannot be decoded."""
+def read_rgb(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
+    """An 8-bit RGB HxWx3 image, or None when the file cannot be decoded; ValueError when it
+    is larger than ``max_pixels`` (read from the header, before decoding)."""
+    if refusal := too_large(path, max_pixels, name=path.name):
+        raise ValueError(refusal)
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(pair: Pair, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
     """(rainy, clean) as uint8 RGB; raises ValueError with the reason when unusable."""
-    rainy = read_rgb(pair.rainy)
+    rainy = read_rgb(pair.rainy, max_pixels)
     if rainy is None:
         raise ValueError(f"cannot decode {pair.rainy.name}")
     if pair.split == "left-right":
         rainy, clean = split_left_right(rainy)
     else:
-        clean = read_rgb(pair.clean)
+        clean = read_rgb(pair.clean, max_pixels)
         if clean is None:
             raise ValueError(f"cannot decode {pair.clean.name}")
     if rainy.shape != clean.shape:
@@ -167,8 +172,16 @@ def evaluate(
     opener: Opener = open_spec,
     weights: str = "",
     log: Callable[[str], None] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    writes: Mapping[str, str | Path | None] | None = None,
+    inputs: Sequence[str | Path] = (),
 ) -> EvalReport:
-    """PSNR/SSIM of the rainy input and of each backend in ``specs`` on the pairs under ``dataset``."""
+    """PSNR/SSIM of the rainy input and of each backend in ``specs`` on the pairs under ``dataset``;
+    images without a partner and images over ``max_pixels`` are skipped and named in the report.
+
+    ``writes`` (label to path: the reports the caller writes afterwards) and ``save_outputs`` are
+    refused before any work when they would overwrite an input: a dataset image, a spec's file or
+    one of ``inputs`` (the weights file); ``save_outputs`` may not lie inside the dataset either."""
     from tqdm import tqdm
 
     pairs = find_pairs(dataset, layout)  # LayoutError: not found / no known layout
@@ -176,13 +189,10 @@ def evaluate(
     if not items:
         raise EvalError(f"{dataset}: the dataset is empty")
     out_root = Path(save_outputs) if save_outputs else None
-    if out_root is not None:
-        root = pairs.root.resolve()
-        target = out_root.resolve()
-        if target == root or root in target.parents:
-            raise EvalError(
-                f"--save-outputs {out_root} lies inside the dataset {pairs.root}; choose another folder"
-            )
+    read = [p for pair in pairs.pairs for p in (pair.rainy, pair.clean)]
+    read += [*(s.file for s in specs), *inputs]
+    check_writes(dict(writes or {}), read)  # before any work: no report over an input
+    check_writes({"--save-outputs": out_root}, read, [pairs.root])
     report = EvalReport(
         str(dataset), pairs.layout, [INPUT_LABEL] + [s.label for s in specs], {}, weights=weights
     )
@@ -196,7 +206,7 @@ def evaluate(
                 report.backends[spec.label] = backends[spec.label].info.describe()
             for pair in tqdm(items, desc="derain-eval", unit="img", disable=not progress):
                 try:
-                    rainy, clean = load_pair(pair)
+                    rainy, clean = load_pair(pair, max_pixels)
                 except (ValueError, OSError) as e:
                     report.skipped.append((pair.name, str(e)))
                     continue
@@ -214,6 +224,9 @@ def evaluate(
             f"{dataset}: none of the {len(items)} pair(s) could be read "
             f"(first: {report.skipped[0][0]}: {report.skipped[0][1]})"
         )
+    report.skipped.extend(
+        (p.relative_to(pairs.root).as_posix(), pairs.missing_partner(p)) for p in pairs.unmatched
+    )
     return report
 
 

@@ -10,9 +10,12 @@ import numpy as np
 
 from .backends import open_backend, resolve_model
 from .backends.base import Backend, BackendError
+from .image_size import DEFAULT_MAX_PIXELS
+from .live import run_live_inputs, wants_live
+from .output_guard import check_writes, is_inside
 from .pipeline import RunStats, run
-from .streams import default_output_path, open_sink, open_source, write_stages_preview
-from .streams.base import Frame, FrameSink, StreamError
+from .streams import compare_output_path, default_output_path, open_sink, open_source, write_stages_preview
+from .streams.base import Frame, FrameSink, FrameSource, StreamError
 from .tiling import TiledBackend
 from .weights import load_weights
 
@@ -34,7 +37,14 @@ class JobOptions:
     skip_bad_frames: bool = False
     camera: int | None = None
     progress: bool = True
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger images and frames are refused (None: no limit)
     backend_options: dict[str, object] = field(default_factory=dict)
+    # live runs (derain_deploy.live): None = real-time for cameras and stream URLs
+    realtime: bool | None = None
+    reconnect: int = 5
+    bitrate: str | None = None  # live outputs: e.g. 2M (else crf)
+    crf: int | None = None  # live outputs: x264 crf (default 23)
+    status_seconds: float = 10.0
 
 
 def check_inputs(inputs: Sequence[str], options: JobOptions) -> None:
@@ -49,6 +59,7 @@ def check_inputs(inputs: Sequence[str], options: JobOptions) -> None:
         len(inputs) > 1
         and options.output
         and Path(options.output).suffix
+        and "{name}" not in options.output  # live runs: one output per stream name
         and not Path(options.output).is_dir()
     ):
         raise StreamError(f"{len(inputs)} inputs need -o to be a folder, not the file {options.output}")
@@ -98,6 +109,23 @@ class CountingSink:
         self.sink.abort()
 
 
+def output_folders(out: Path, options: JobOptions) -> list[Path]:
+    """The folders a folder input's run writes: its output and, with --compare, the side-by-side one."""
+    return [out, compare_output_path(out, folder=True)] if options.compare else [out]
+
+
+def skip_own_outputs(source: FrameSource, out: Path, options: JobOptions) -> None:
+    """A folder or glob input never takes this run's outputs as inputs (``derain-run real -o
+    real/out`` run twice would otherwise derain real/out/*.png into real/out/out/)."""
+    if source.info.kind != "folder" or not isinstance(getattr(source, "files", None), list):
+        return
+    folders = output_folders(out, options)
+    kept = [f for f in source.files if not any(is_inside(f, folder) for folder in folders)]
+    if not kept:
+        raise StreamError(f"no images in {source.info.path} besides this run's outputs in {out}")
+    source.files, source.info.frames = kept, len(kept)  # type: ignore[attr-defined]
+
+
 def process_input(
     spec: str | None,
     options: JobOptions,
@@ -110,11 +138,15 @@ def process_input(
 
     ``backend`` may be a function that opens it: it is called only once the input and the
     output have opened, so a bad input fails before any model export."""
-    source = open_source(spec, camera=options.camera, skip_bad_frames=options.skip_bad_frames)
+    source = open_source(
+        spec, camera=options.camera, skip_bad_frames=options.skip_bad_frames, max_pixels=options.max_pixels
+    )
     try:
         if options.stages_preview and source.info.kind not in ("image", "folder"):
             raise StreamError(f"--stages-preview works on images; {source.info.path} is a {source.info.kind}")
         out = default_output_path(source.info, options.output)
+        check_writes({"the output": out}, [resolve_model(options.model)])
+        skip_own_outputs(source, out, options)
         sink = open_sink(source.info, options.output, compare=options.compare, quality=options.quality)
     except BaseException:
         source.close()
@@ -150,6 +182,8 @@ def run_inputs(
 
     results = []
     try:
+        if wants_live(inputs, options):  # cameras, stream URLs, live outputs, --realtime
+            return run_live_inputs(inputs, options, backend, log)
         for spec in inputs or [None]:
             stats = process_input(spec, options, backend, progress=options.progress)
             results.append(stats)
@@ -165,7 +199,7 @@ def run_inputs(
 def write_previews(spec: str | None, out: Path, options: JobOptions) -> list[Path]:
     """A grid of the stage outputs (coarse to fine) per image, beside its output image."""
     net = load_weights(resolve_model(options.model))
-    source = open_source(spec, skip_bad_frames=options.skip_bad_frames)
+    source = open_source(spec, skip_bad_frames=options.skip_bad_frames, max_pixels=options.max_pixels)
     written = []
     try:
         for frame in source:

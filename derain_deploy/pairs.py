@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .image_size import header_size
+
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 RAINY_DIRS = ("rainy", "rain", "input", "inputs", "rainy_image", "rain_image", "data", "lq", "degraded", "o")
 CLEAN_DIRS = ("norain", "target", "targets", "gt", "ground_truth", "clean", "label", "labels", "hq", "b")
@@ -46,6 +48,17 @@ class PairSet:
     root: Path
     layout: str
     pairs: list[Pair] = field(default_factory=list)
+    unmatched: list[Path] = field(default_factory=list)  # images beside the pairs without a partner
+
+    def missing_partner(self, image: Path) -> str:
+        """Why an ``unmatched`` image is not used, in words."""
+        rainy = {p.rainy.parent for p in self.pairs}
+        clean = {p.clean.parent for p in self.pairs}
+        if image.parent in rainy and image.parent not in clean:
+            return "no clean partner"
+        if image.parent in clean and image.parent not in rainy:
+            return "no rainy partner"
+        return "no partner"
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -110,22 +123,13 @@ def _rain100(root: Path) -> list[Pair]:
     return [Pair(rainy[k], clean[k], None, f"rain-{k}") for k in sorted(rainy, key=natural_key) if k in clean]
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
-    import cv2  # only for reading sizes; imported here so pairs.py stays light
-
-    img = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    if img is None:
-        return None
-    return img.shape[1] * 8, img.shape[0] * 8
-
-
 def _left_right(root: Path, check: bool) -> list[Pair]:
     files = list_images(root)
     if not files:
         return []
     if check:
         for p in files[:5]:
-            size = _image_size(p)
+            size = header_size(p)  # the header only: a huge image is not decoded to look at it
             if size is None or not 1.8 <= size[0] / size[1] <= 2.2:
                 return []
     return [Pair(p, p, "left-right", p.stem) for p in files]
@@ -168,6 +172,13 @@ def find_pairs(root: str | Path, layout: str = "auto") -> PairSet:
         raise LayoutError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if not root.is_dir():
         raise LayoutError(f"dataset folder not found: {root}")
+    try:
+        return _find(root, layout)
+    except PermissionError as e:  # never "no pairs" for a folder that could not be listed
+        raise LayoutError(f"permission denied: {e.filename}") from None
+
+
+def _find(root: Path, layout: str) -> PairSet:
     name, pairs = _detect(root, layout)
     if not pairs and layout == "auto":
         subdirs = [d for d in root.iterdir() if d.is_dir()]
@@ -181,7 +192,14 @@ def find_pairs(root: str | Path, layout: str = "auto") -> PairSet:
         )
         what = "no known paired layout" if layout == "auto" else f"no pairs in layout {layout!r}"
         raise LayoutError(f"{root}: {what} (expected {expected}); found {_describe(root)}")
-    return PairSet(root=root, layout=name, pairs=pairs)
+    return PairSet(root=root, layout=name, pairs=pairs, unmatched=_unmatched(pairs))
+
+
+def _unmatched(pairs: list[Pair]) -> list[Path]:
+    """The images in the pairs' folders that no pair uses (sorted by path)."""
+    used = {p.rainy for p in pairs} | {p.clean for p in pairs}
+    folders = {p.rainy.parent for p in pairs} | {p.clean.parent for p in pairs}
+    return sorted(f for d in folders for f in list_images(d) if f not in used)
 
 
 def split_left_right(image):  # type: ignore[no-untyped-def]

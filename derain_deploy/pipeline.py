@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from .backends.base import Backend
+from .backends.base import Backend, NonFiniteOutputError
 from .streams.base import Frame, FrameSink, FrameSource
 
 _END = object()  # end of stream marker
@@ -129,6 +129,14 @@ def to_batch(frames: list[Frame]) -> np.ndarray:
     return np.stack([np.asarray(f.image, dtype=np.float32).transpose(2, 0, 1) for f in frames])
 
 
+def _name_frame(error: NonFiniteOutputError, group: list[Frame]) -> NonFiniteOutputError:
+    """The error of a non-finite output, naming the input frame it came from."""
+    frame = group[error.index] if error.index is not None and error.index < len(group) else group[0]
+    where = frame.name or f"frame {frame.index}"
+    message = f"{error.model}: NaN or Inf in the output for {where}"
+    return NonFiniteOutputError(message, error.model, error.index)
+
+
 def run(
     source: FrameSource,
     backend: Backend,
@@ -182,7 +190,10 @@ def run(
             while (item := state.get(q_in)) is not _END:
                 group, x = item  # type: ignore[misc]
                 t0 = time.perf_counter()
-                y = backend(x)
+                try:
+                    y = backend(x)
+                except NonFiniteOutputError as e:
+                    raise _name_frame(e, group) from None
                 backend_seconds += time.perf_counter() - t0
                 n_batches += 1
                 if y.shape != x.shape:

@@ -20,6 +20,10 @@ from .model import DerainConfig, DerainNet
 FORMAT_NAME = "derain-deploy-weights"
 FORMAT_VERSION = 1
 DEFAULT_WEIGHTS_NAME = "derain_default.safetensors"
+# Sizes a config may give (the bundled model: 12 stages, 16 channels, dilations 1, 2, 4, 8): checked
+# before a model is built, so that a file claiming 10^7 channels fails at once, not after minutes.
+CONFIG_BOUNDS = {"stages": (1, 64), "channels": (1, 256)}
+MAX_DILATIONS, MAX_DILATION = 16, 1024
 
 
 class WeightsError(ValueError):
@@ -86,12 +90,27 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
+def check_config_bounds(config: DerainConfig) -> None:
+    """Refuse (ValueError, one line) sizes outside :data:`CONFIG_BOUNDS` and the dilation limits."""
+    for key, (low, high) in CONFIG_BOUNDS.items():
+        value = getattr(config, key)
+        if not low <= value <= high:
+            raise ValueError(f"{key} {value} is out of range {low}..{high}")
+    if len(config.dilations) > MAX_DILATIONS:
+        raise ValueError(f"{len(config.dilations)} dilations, at most {MAX_DILATIONS}")
+    for d in config.dilations:
+        if not 1 <= d <= MAX_DILATION:
+            raise ValueError(f"dilation {d} is out of range 1..{MAX_DILATION}")
+
+
 def load_config(path: str | Path) -> DerainConfig:
     meta = read_metadata(path)
     try:
-        return DerainConfig.from_dict(json.loads(meta["config"]))
+        config = DerainConfig.from_dict(json.loads(meta["config"]))
+        check_config_bounds(config)
     except (KeyError, json.JSONDecodeError, TypeError, ValueError) as e:
         raise WeightsError(f"{path}: bad model config in metadata ({e})") from None
+    return config
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> DerainNet:

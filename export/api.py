@@ -55,6 +55,7 @@ class ExportOptions:
     fp16: bool = False
     int8: bool = False
     int8_max_loss_db: float = verify.INT8_MAX_LOSS_DB
+    int8_tensorrt_max_loss_db: float = verify.INT8_MAX_LOSS_DB  # the TensorRT INT8 file's own budget
     calibration_frames: int = precision.CALIBRATION_FRAMES
     calibration_crop: tuple[int, int] = precision.CALIBRATION_CROP
     simplify: bool = False
@@ -77,6 +78,7 @@ class Artifact:
     kind: str  # onnx, engine
     size_bytes: int
     sha256: str
+    target: str = "any"  # INT8 ONNX files: "cpu" or "tensorrt" (export/precision.py says why)
 
 
 @dataclass
@@ -90,6 +92,15 @@ class ExportReport:
     checks: dict[str, dict[str, object]] = field(default_factory=dict)  # fp32, fp16, int8, early_exit
     timings_ms: dict[str, float] = field(default_factory=dict)  # ORT CPU median, at bench_shape
     bench_shape: list[int] | None = None
+
+    def artifact(self, kind: str, precision: str, tensorrt: bool = False) -> Artifact:
+        """The one artifact of ``kind`` and ``precision``; for INT8 ONNX, the TensorRT file when
+        ``tensorrt`` (ONNX Runtime's TensorRT provider), else the CPU one."""
+        unwanted = "cpu" if tensorrt else "tensorrt"
+        (found,) = [
+            a for a in self.artifacts if a.kind == kind and a.precision == precision and a.target != unwanted
+        ]
+        return found
 
     def to_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
@@ -143,6 +154,10 @@ def _validate(options: ExportOptions, net: DerainNet) -> int:
         raise ExportError(f"INT8 loss threshold must be >= 0 dB, got {options.int8_max_loss_db}")
     if options.calibration_frames < 1:
         raise ExportError(f"calibration frames must be >= 1, got {options.calibration_frames}")
+    onnx_export.check_settings(options.opset, options.shape)
+    name = options.name
+    if name is not None and (not name or name.startswith(".") or any(c in name for c in "/\\\0")):
+        raise ExportError(f"--name {name!r} must be a plain file name (no folders, not hidden)")
     if options.engine:
         options.engine_profile()  # validates
     return stages
@@ -195,14 +210,27 @@ def export_model(weights: Path | None, out_dir: Path, options: ExportOptions | N
     try:
         files = _build_and_check(net, stages, options, base_meta, report)
         stem = artifact_stem(weights, options, net.config.stages)
-        names = {"fp32": f"{stem}.onnx", "fp16": f"{stem}.fp16.onnx", "int8": f"{stem}.int8.onnx"}
+        names = {
+            "fp32": f"{stem}.onnx",
+            "fp16": f"{stem}.fp16.onnx",
+            "int8": f"{stem}.int8.onnx",
+            "int8_tensorrt": f"{stem}.int8.tensorrt.onnx",
+        }
         try:
             for key, data in files.items():
                 (tmp_dir / names[key]).write_bytes(data)
             for key, data in files.items():
                 os.replace(tmp_dir / names[key], out_dir / names[key])
+                precision_, _, target = key.partition("_")
                 report.artifacts.append(
-                    Artifact(out_dir / names[key], key, "onnx", len(data), hashlib.sha256(data).hexdigest())
+                    Artifact(
+                        out_dir / names[key],
+                        precision_,
+                        "onnx",
+                        len(data),
+                        hashlib.sha256(data).hexdigest(),
+                        target or ("cpu" if precision_ == "int8" else "any"),
+                    )
                 )
         except OSError as e:
             raise ExportError(f"cannot write to output directory {out_dir}: {e.strerror or e}") from None
@@ -278,6 +306,7 @@ def _build_and_check(
                 simplified=options.simplify,
                 quantization={
                     "format": "QDQ",
+                    "target": "cpu",
                     "activations": "QUInt8 asymmetric",
                     "weights": "QInt8 per-channel symmetric, 7 bits (reduce_range)",
                     "calibration": "MinMax",
@@ -297,6 +326,9 @@ def _build_and_check(
                 f"INT8 model not written: PSNR loss {cmp.loss_db:.3f} dB > {options.int8_max_loss_db:g} dB "
                 f"(FP32 {cmp.psnr_fp32:.2f} dB, INT8 {cmp.psnr_low:.2f} dB on {cmp.images} rainy images)"
             )
+        files["int8_tensorrt"] = _int8_tensorrt(
+            proto, calib, batch, fp32, quality, options, base_meta, report
+        )
 
     full_fp32 = None
     if stages < net.config.stages:
@@ -323,7 +355,8 @@ def _build_and_check(
     if options.bench_shape:
         bench = options.shape or options.bench_shape
         for key, model in files.items():
-            report.timings_ms[key] = verify.time_onnx(model, bench)
+            if key != "int8_tensorrt":  # a GPU file: its CPU time means nothing
+                report.timings_ms[key] = verify.time_onnx(model, bench)
         if full_fp32 is not None:
             report.timings_ms["fp32_full_stages"] = verify.time_onnx(full_fp32, bench)
         report.bench_shape = list(bench)
@@ -331,30 +364,91 @@ def _build_and_check(
     return files
 
 
+def _int8_tensorrt(
+    proto,  # type: ignore[no-untyped-def]
+    calib: np.ndarray,
+    batch: int,
+    fp32: bytes,
+    quality: tuple[np.ndarray, np.ndarray],
+    options: ExportOptions,
+    base_meta: dict[str, object],
+    report: ExportReport,
+) -> bytes:
+    """The TensorRT INT8 file (symmetric int8, float biases), checked against its own budget on
+    ONNX Runtime's unfused Q/DQ reference kernels (the arithmetic TensorRT runs)."""
+    qproto = precision.quantize_int8(proto, calib, batch, target="tensorrt")
+    onnx_export.set_metadata(
+        qproto,
+        _metadata(
+            base_meta,
+            precision="int8",
+            simplified=options.simplify,
+            quantization={
+                "format": "QDQ",
+                "target": "tensorrt",
+                "activations": "QInt8 symmetric (zero point 0)",
+                "weights": "QInt8 per-channel symmetric, 8 bits",
+                "biases": "float (QuantizeBias=False)",
+                "calibration": "MinMax",
+                "frames": options.calibration_frames,
+                "crop": list(calib.shape[2:]),
+                "seed": CALIBRATION_SEED,
+                "source": "derain_deploy.rain mixed",
+            },
+        ),
+    )
+    onnx_export.full_check(qproto)
+    data = onnx_export.serialize(qproto)
+    cmp = verify.compare_quality(fp32, data, *quality, batch=batch, low_reference_kernels=True)
+    budget = options.int8_tensorrt_max_loss_db
+    report.checks["int8_tensorrt"] = {**dataclasses.asdict(cmp), "max_loss_db": budget}
+    if cmp.loss_db > budget:
+        raise ParityError(
+            f"TensorRT INT8 model not written: PSNR loss {cmp.loss_db:.3f} dB > {budget:g} dB "
+            f"(FP32 {cmp.psnr_fp32:.2f} dB, INT8 {cmp.psnr_low:.2f} dB on {cmp.images} rainy images)"
+        )
+    return data
+
+
+def engine_plans(report: ExportReport) -> list[tuple[Artifact, Path]]:
+    """(ONNX file, engine path) for every engine to build: TensorRT gets the TensorRT INT8
+    file (``*.int8.tensorrt.onnx`` -> ``*.int8.engine``), never the CPU one."""
+    onnx_files = [a for a in report.artifacts if a.kind == "onnx" and a.target != "cpu"]
+    return [
+        (a, a.path.with_name(a.path.name.removesuffix(".onnx").removesuffix(".tensorrt") + ".engine"))
+        for a in onnx_files
+    ]
+
+
 def _engines(report: ExportReport, options: ExportOptions) -> None:
     profile = options.engine_profile()
-    onnx_files = [a for a in report.artifacts if a.kind == "onnx"]
-    plans = [(a, a.path.with_name(a.path.name.removesuffix(".onnx") + ".engine")) for a in onnx_files]
+    plans = engine_plans(report)
     reason = trt_build.tensorrt_unavailable()
     if reason:
-        commands = [trt_build.trtexec_command(a.path, e, profile, options.engine_options) for a, e in plans]
+        commands = [
+            trt_build.trtexec_command(
+                a.path, e, profile, options.engine_options, static_input=options.shape is not None
+            )
+            for a, e in plans
+        ]
         raise EngineUnavailableError(reason, report, commands)
     for artifact, engine_path in plans:
         try:
-            trt_build.build_engine(
+            sidecar = trt_build.build_engine(
                 artifact.path,
                 engine_path,
                 profile,
                 options.engine_options,
                 precision=artifact.precision,
                 onnx_sha256=artifact.sha256,
+                static_input=options.shape is not None,
             )
         except trt_build.EngineError as e:
             raise ExportError(f"{engine_path.name}: {e}") from None
         report.artifacts.append(
             Artifact(
                 engine_path,
-                artifact.precision,
+                str(sidecar["precision"]),  # tf32 for an FP32 file built with TF32 allowed
                 "engine",
                 engine_path.stat().st_size,
                 file_sha256(engine_path),

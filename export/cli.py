@@ -14,8 +14,10 @@ from pathlib import Path
 import click
 
 from derain_deploy.atomic import write_atomic
-from derain_deploy.weights import WeightsError
+from derain_deploy.output_guard import check_writes
+from derain_deploy.weights import WeightsError, default_weights_path
 
+from . import triton
 from .api import EngineUnavailableError, ExportOptions, ExportReport, export_model, report_json
 from .onnx_export import DEFAULT_OPSET, GRAPH_FORMS, ExportError
 from .profiles import ProfileError, make_profile, parse_shape, shape_str
@@ -59,6 +61,12 @@ def print_report(report: ExportReport) -> None:
             f"loss {q['loss_db']:.3f} dB (max {q['max_loss_db']:g}); "
             f"vs fp32 output {q['psnr_vs_fp32']:.2f} dB"
         )
+    if "int8_tensorrt" in c:
+        q = c["int8_tensorrt"]
+        click.echo(
+            f"  int8 for TensorRT (symmetric, Q/DQ reference kernels) vs clean (Y PSNR): "
+            f"int8 {q['psnr_low']:.2f} dB, loss {q['loss_db']:.3f} dB (max {q['max_loss_db']:g})"
+        )
     if "early_exit" in c:
         e = c["early_exit"]
         click.echo(
@@ -89,7 +97,10 @@ def print_report(report: ExportReport) -> None:
 )
 @click.option("--fp16", is_flag=True, help="Also write *.fp16.onnx (FP16 weights and arithmetic, FP32 I/O).")
 @click.option(
-    "--int8", is_flag=True, help="Also write *.int8.onnx (static QDQ, calibrated on synthetic rain)."
+    "--int8",
+    is_flag=True,
+    help="Also write *.int8.onnx (CPU runtimes) and *.int8.tensorrt.onnx (TensorRT: symmetric int8), "
+    "static QDQ calibrated on synthetic rain.",
 )
 @click.option(
     "--int8-max-loss",
@@ -131,6 +142,13 @@ def print_report(report: ExportReport) -> None:
 @click.option(
     "--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report as JSON."
 )
+@click.option(
+    "--triton",
+    "triton_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write a Triton model repository: DIR/derain/config.pbtxt, 1/model.onnx (and model.plan).",
+)
 def main(
     weights: Path | None,
     out_dir: Path,
@@ -155,9 +173,16 @@ def main(
     name: str | None,
     bench: bool,
     json_path: Path | None,
+    triton_dir: Path | None,
 ) -> None:
     """Export WEIGHTS (default: the bundled weights) to checked ONNX files and TensorRT engines."""
     try:
+        if triton_dir is not None:
+            triton.check_schema()  # before the export, not after it
+        source = weights or default_weights_path()
+        stem = name or source.name.removesuffix(".safetensors")
+        check_writes({"--json": json_path, "--timing-cache": timing_cache}, [source])
+        check_writes({"--name": out_dir / f"{stem}.onnx"}, [source], within=out_dir)
         profile = make_profile(shape, min_, opt, max_)  # validates every shape given
         static = parse_shape(shape) if shape else None
         engine_options = EngineOptions(
@@ -184,6 +209,7 @@ def main(
         print_report(e.report)
         if json_path:
             write_atomic(json_path, report_json(e.report))
+        _write_triton(e.report, triton_dir)
         click.echo(f"error: {e}; build the engines elsewhere with:", err=True)
         for cmd in e.commands:
             click.echo("  " + shlex.join(cmd), err=True)
@@ -194,6 +220,19 @@ def main(
     print_report(report)
     if json_path:
         write_atomic(json_path, report_json(report))
+    _write_triton(report, triton_dir)
+
+
+def _write_triton(report: ExportReport, triton_dir: Path | None) -> None:
+    if triton_dir is None:
+        return
+    try:
+        paths = triton.write_repository(report, triton_dir)
+    except (ExportError, OSError) as e:
+        click.echo(f"error: {' '.join(str(e).split())}", err=True)
+        sys.exit(EXIT_ERROR)
+    for path in paths:
+        click.echo(f"  wrote {path}  (Triton repository)")
 
 
 if __name__ == "__main__":

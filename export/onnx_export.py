@@ -29,6 +29,8 @@ from derain_deploy.model import DerainConfig, DerainNet
 INPUT_NAME = "rainy"
 OUTPUT_NAME = "derained"
 DEFAULT_OPSET = 18
+MIN_OPSET = 15  # below it the exporter's version converter gives up and silently writes opset 18
+MAX_STATIC_PIXELS = 4096 * 4096  # batch x height x width of a static export: traced and checked
 MAX_IR_VERSION = 13  # onnxruntime(-gpu) 1.31 rejects IR 14 (onnx 1.23's default)
 GRAPH_FORMS = ("concat", "split")
 
@@ -146,6 +148,19 @@ def _name_dynamic_dims(proto: onnx.ModelProto) -> None:
             dims[index].dim_param = name
 
 
+def check_settings(opset: int, static_shape: tuple[int, int, int, int] | None = None) -> None:
+    """Refuse an opset the exporter cannot write (it would fall back to another one) and a static
+    shape too large to trace and check, before any work."""
+    highest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= highest:
+        raise ExportError(f"opset {opset} is not supported: the exporter writes {MIN_OPSET} to {highest}")
+    if static_shape is not None and static_shape[0] * static_shape[2] * static_shape[3] > MAX_STATIC_PIXELS:
+        raise ExportError(
+            f"static shape {'x'.join(map(str, static_shape))} is too large to export: at most "
+            f"{MAX_STATIC_PIXELS} pixels (batch x height x width), as the export runs the model at it"
+        )
+
+
 def export_fp32(
     net: DerainNet,
     *,
@@ -161,6 +176,7 @@ def export_fp32(
     T = cfg.stages if stages is None else stages
     if not 1 <= T <= cfg.stages:
         raise ExportError(f"--stages {T} is out of range: the weights were trained with {cfg.stages} stages")
+    check_settings(opset, static_shape)
     model = prepare(net.float().cpu(), graph)
     if static_shape is not None:
         sample = torch.rand(static_shape, generator=torch.Generator().manual_seed(0))
@@ -194,6 +210,9 @@ def export_fp32(
     finally:
         quiet.setLevel(level)
     proto = program.model_proto
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        raise ExportError(f"the exporter wrote opset {written} instead of the requested opset {opset}")
     _strip_node_metadata(proto)
     if static_shape is None:
         _name_dynamic_dims(proto)

@@ -18,6 +18,13 @@ weights with VPMADDUBSW, which adds two products in 16 bits and saturates (2 x 2
 32767). Both ONNX Runtime and OpenVINO use it there. With 8-bit weights an AVX2 EPYC lost 2.7 dB
 (ONNX Runtime) and 5.2 dB (OpenVINO) against FP32; with 7-bit weights (2 x 255 x 63 fits) it
 lost nothing measurable, 43.8/44.2 dB from FP32. One file then gives the same answer on every CPU.
+
+TensorRT wants the opposite, so it gets its own file (``target="tensorrt"``, written as
+``*.int8.tensorrt.onnx``): on GPUs TensorRT takes only symmetric INT8 Q/DQ (zero point 0; UINT8
+and asymmetric Q/DQ are DLA-only) and its ONNX importer rejects int32 bias DequantizeLinear.
+That file has QInt8 symmetric activations, per-channel QInt8 symmetric weights in 8 bits (no
+saturation issue: TensorRT's INT8 kernels accumulate in int32) and float biases
+(``QuantizeBias=False``); :func:`check_tensorrt_qdq` proves it.
 """
 
 from __future__ import annotations
@@ -130,10 +137,62 @@ def max_abs_weight(weights: list[np.ndarray]) -> int:
     return max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
 
 
-def quantize_int8(proto: onnx.ModelProto, calibration: np.ndarray, batch: int = 1) -> onnx.ModelProto:
-    """Static QDQ INT8 model of ``proto`` calibrated (MinMax) on ``calibration`` (NCHW frames,
-    ``batch`` a step: a static graph's batch size)."""
+INT8_TARGETS = ("cpu", "tensorrt")
+
+
+def _quantizer_settings(target: str) -> dict[str, object]:
+    """quantize_static keyword arguments for ``target`` (see the module docstring)."""
+    from onnxruntime.quantization import QuantType
+
+    if target == "cpu":
+        return {
+            "activation_type": QuantType.QUInt8,
+            "reduce_range": True,  # 7-bit weights: see the module docstring
+            "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True},
+        }
+    if target == "tensorrt":
+        return {
+            "activation_type": QuantType.QInt8,
+            "reduce_range": False,
+            "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+        }
+    raise ExportError(f"unknown INT8 target {target!r}; expected {' or '.join(INT8_TARGETS)}")
+
+
+def check_tensorrt_qdq(qproto: onnx.ModelProto) -> None:
+    """Fail unless every Q/DQ zero point is an int8 0 and no DequantizeLinear reads an int32
+    tensor (what TensorRT's ONNX importer accepts on GPUs)."""
+    init = {t.name: t for t in qproto.graph.initializer}
+    qdq = [n for n in qproto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    bad_type, nonzero, int32_dq = set(), 0, 0
+    for node in qdq:
+        if len(node.input) > 2 and node.input[2] in init:
+            zp = init[node.input[2]]
+            if zp.data_type != onnx.TensorProto.INT8:
+                bad_type.add(onnx.TensorProto.DataType.Name(zp.data_type))
+            nonzero += int(np.count_nonzero(numpy_helper.to_array(zp)))
+        source = init.get(node.input[0])
+        int32 = source is not None and source.data_type == onnx.TensorProto.INT32
+        int32_dq += int(node.op_type == "DequantizeLinear" and int32)
+    if not qdq:
+        raise ExportError("INT8 model for TensorRT has no Q/DQ nodes")
+    if bad_type or nonzero or int32_dq:
+        raise ExportError(
+            f"INT8 model is not loadable by TensorRT on a GPU: zero point types "
+            f"{sorted(bad_type) or ['INT8']}, {nonzero} non-zero zero points, "
+            f"{int32_dq} int32 (bias) DequantizeLinear nodes"
+        )
+
+
+def quantize_int8(
+    proto: onnx.ModelProto, calibration: np.ndarray, batch: int = 1, target: str = "cpu"
+) -> onnx.ModelProto:
+    """Static QDQ INT8 model of ``proto`` for ``target`` (cpu or tensorrt, see the module
+    docstring) calibrated (MinMax) on ``calibration`` (NCHW frames, ``batch`` a step: a static
+    graph's batch size)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    settings = _quantizer_settings(target)
 
     quiet = logging.getLogger()
     level = quiet.level
@@ -148,12 +207,10 @@ def quantize_int8(proto: onnx.ModelProto, calibration: np.ndarray, batch: int = 
                     str(dst),
                     _Frames(proto.graph.input[0].name, calibration, batch),
                     quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                     per_channel=True,
-                    reduce_range=True,  # 7-bit weights: see the module docstring
                     calibrate_method=CalibrationMethod.MinMax,
-                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                    **settings,  # type: ignore[arg-type]
                 )
         except Exception as e:  # quantizer errors come in many types
             raise ExportError(
@@ -165,7 +222,9 @@ def quantize_int8(proto: onnx.ModelProto, calibration: np.ndarray, batch: int = 
     ops = collections.Counter(n.op_type for n in qproto.graph.node)
     convs = actual_counts(proto).convs
     weights = quantized_weights(qproto)
-    if weights and max_abs_weight(weights) > WEIGHT_LIMIT:
+    if target == "tensorrt":
+        check_tensorrt_qdq(qproto)
+    elif weights and max_abs_weight(weights) > WEIGHT_LIMIT:
         raise ExportError(f"INT8 weights exceed +-{WEIGHT_LIMIT}: they would saturate on CPUs without VNNI")
     if ops["Conv"] != convs or ops["QuantizeLinear"] == 0:
         raise ExportError(

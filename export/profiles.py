@@ -14,6 +14,8 @@ from dataclasses import dataclass
 Shape = tuple[int, int, int, int]
 
 CHANNELS = 3
+MAX_SIDE = 16384  # TensorRT's largest convolution input side; far beyond any camera frame
+MAX_BATCH = 64
 DEFAULT_MIN: Shape = (1, 3, 64, 64)
 DEFAULT_OPT: Shape = (1, 3, 720, 1280)
 DEFAULT_MAX: Shape = (4, 3, 1080, 1920)
@@ -39,6 +41,10 @@ def parse_shape(text: str | Shape) -> Shape:
         raise ProfileError(f"shape {text!r} has a zero or negative dimension")
     if dims[1] != CHANNELS:
         raise ProfileError(f"shape {text!r} has {dims[1]} channels; the model takes {CHANNELS} (RGB)")
+    if dims[0] > MAX_BATCH:
+        raise ProfileError(f"shape {text!r}: batch {dims[0]} is over {MAX_BATCH}")
+    if max(dims[2:]) > MAX_SIDE:
+        raise ProfileError(f"shape {text!r}: height and width must be at most {MAX_SIDE}")
     return dims  # type: ignore[return-value]
 
 

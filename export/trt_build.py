@@ -3,7 +3,14 @@
 
 Precision comes from the ONNX file (FP16 or QDQ INT8 tensors), never from builder flags:
 TensorRT 11 removed BuilderFlag.FP16 and a strongly typed network cannot fall back to FP32
-silently. Works with TensorRT 10 and 11: only names present in both are used, except those in
+silently. FP32 means FP32: ``BuilderFlag.TF32`` (on by default) is cleared and trtexec gets
+``--noTF32``, unless :attr:`EngineOptions.tf32` asks for TF32 (the sidecar then says ``tf32``).
+
+Static or dynamic is the export's shape, read from the ONNX input, not the profile: a dynamic
+export with equal min/opt/max still needs its profile. The timing cache is keyed by GPU, compute
+capability and TensorRT version (one cache serves one GPU model and TensorRT version).
+
+Works with TensorRT 10 and 11: only names present in both are used, except those in
 :data:`FEATURE_TESTED`, reached behind a ``hasattr`` test. Where TensorRT or a GPU is missing,
 :func:`trtexec_command` gives the equivalent command line for building elsewhere.
 """
@@ -13,6 +20,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +49,7 @@ class EngineOptions:
     timing_cache: Path | None = None
     hardware_compatible: bool = False  # Ampere and newer GPUs (slightly slower engines)
     version_compatible: bool = False  # loadable by later TensorRT versions (lean runtime)
+    tf32: bool = False  # FP32 layers may use TF32 tensor cores (10-bit mantissa); off: FP32 is FP32
 
     def __post_init__(self) -> None:
         if self.workspace_mib <= 0:
@@ -60,10 +69,28 @@ def tensorrt_unavailable() -> str | None:
     return None
 
 
+def onnx_input_is_static(onnx_bytes: bytes) -> bool:
+    """Whether the ONNX graph's first input has fixed dimensions only (a static export)."""
+    import onnx
+
+    proto = onnx.ModelProto.FromString(onnx_bytes)
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    return bool(dims) and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims)
+
+
 def trtexec_command(
-    onnx_path: Path, engine_path: Path, profile: Profile, options: EngineOptions, input_name: str = "rainy"
+    onnx_path: Path,
+    engine_path: Path,
+    profile: Profile,
+    options: EngineOptions,
+    input_name: str = "rainy",
+    *,
+    static_input: bool | None = None,
 ) -> list[str]:
-    """The trtexec command line that builds the same engine as :func:`build_engine`."""
+    """The trtexec command line that builds the same engine as :func:`build_engine`.
+    ``static_input``: whether the export is static (None: read from ``onnx_path``)."""
+    if static_input is None:
+        static_input = onnx_input_is_static(onnx_path.read_bytes())
     cmd = [
         "trtexec",
         f"--onnx={onnx_path}",
@@ -73,7 +100,9 @@ def trtexec_command(
         f"--builderOptimizationLevel={options.optimization_level}",
         f"--timingCacheFile={timing_cache_path(engine_path, options)}",
     ]
-    if not profile.static:
+    if not options.tf32:
+        cmd.append("--noTF32")
+    if not static_input:
         cmd += [
             f"--minShapes={input_name}:{shape_str(profile.min)}",
             f"--optShapes={input_name}:{shape_str(profile.opt)}",
@@ -86,8 +115,32 @@ def trtexec_command(
     return cmd
 
 
-def timing_cache_path(engine_path: Path, options: EngineOptions) -> Path:
-    return options.timing_cache or engine_path.parent / "tensorrt.timing.cache"
+def timing_cache_path(
+    engine_path: Path,
+    options: EngineOptions,
+    gpu: str | None = None,
+    capability: str | None = None,
+    tensorrt_version: str | None = None,
+) -> Path:
+    """The timing cache: ``options.timing_cache``, else one per GPU, compute capability and
+    TensorRT version beside the engines (only what is known goes into the name: a command
+    printed where TensorRT or the GPU is missing names the plain file)."""
+    if options.timing_cache:
+        return options.timing_cache
+    parts = ["tensorrt"]
+    if gpu:
+        parts.append(re.sub(r"[^A-Za-z0-9_.-]+", "-", gpu).strip("-"))
+    if capability:
+        parts.append("sm" + capability.replace(".", ""))
+    if tensorrt_version:
+        parts.append(f"trt{tensorrt_version}")
+    return engine_path.parent / (".".join(parts) + ".timing.cache")
+
+
+def tensorrt_version() -> str:
+    import tensorrt as trt
+
+    return str(trt.__version__)
 
 
 def _build(
@@ -115,6 +168,8 @@ def _build(
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if not options.tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: FP32 layers would run TF32
     if profile is not None:
         opt_profile = builder.create_optimization_profile()
         opt_profile.set_shape(input_name, profile.min, profile.opt, profile.max)
@@ -136,27 +191,31 @@ def build_engine(
     precision: str,
     onnx_sha256: str,
     input_name: str = "rainy",
+    static_input: bool | None = None,
 ) -> dict[str, object]:
-    """Build ``engine_path`` from ``onnx_path`` and write its sidecar JSON; return the sidecar."""
+    """Build ``engine_path`` from ``onnx_path`` and write its sidecar JSON; return the sidecar.
+    ``static_input``: whether the export is static (None: read from the file)."""
     reason = tensorrt_unavailable()
     if reason:
         raise EngineError(reason)
     import torch
 
-    cache_path = timing_cache_path(engine_path, options)
+    onnx_bytes = onnx_path.read_bytes()
+    static = onnx_input_is_static(onnx_bytes) if static_input is None else static_input
+    major, minor = torch.cuda.get_device_capability(0)
+    gpu = torch.cuda.get_device_name(0)
+    cache_path = timing_cache_path(engine_path, options, gpu, f"{major}.{minor}", tensorrt_version())
     cache = cache_path.read_bytes() if cache_path.is_file() else b""
     start = time.perf_counter()
-    engine, new_cache, version = _build(
-        onnx_path.read_bytes(), input_name, None if profile.static else profile, options, cache
-    )
+    engine, new_cache, version = _build(onnx_bytes, input_name, None if static else profile, options, cache)
     seconds = time.perf_counter() - start
-    major, minor = torch.cuda.get_device_capability(0)
     sidecar: dict[str, object] = {
         "format": "derain-deploy-engine",
         "tensorrt_version": version,
-        "gpu": torch.cuda.get_device_name(0),
+        "gpu": gpu,
         "compute_capability": f"{major}.{minor}",
-        "precision": precision,
+        "precision": "tf32" if options.tf32 and precision == "fp32" else precision,
+        "tf32": options.tf32,
         "strongly_typed": True,
         "input": input_name,
         "profiles": [profile.to_dict()],

@@ -17,6 +17,7 @@ ENTRY = {
     "derain-bench": "derain_deploy.cli_bench",
     "derain-eval": "derain_deploy.cli_eval",
     "derain-train": "trainer.cli",
+    "derain-serve": "derain_deploy.cli_serve",
 }
 
 

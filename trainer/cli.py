@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
+from derain_deploy.output_guard import OutputGuardError, check_writes
 from derain_deploy.pairs import LayoutError
 
-from .config import ConfigError, load
+from .config import Config, ConfigError, load
 from .datasets import DataError
-from .loop import TrainingError, TrainingInterruptedError, train
+from .loop import CHECKPOINT, TrainingError, TrainingInterruptedError, train
 from .losses import LossError
+
+
+def check_run_writes(cfg: Config) -> None:
+    """Before any work: no file the run writes in ``train.out`` is a file it reads (``train.init``,
+    the VGG weights, a validation image), and ``train.name`` keeps them inside ``train.out``."""
+    out, name = Path(cfg.train.out), cfg.train.name
+    files = [f"{name}.safetensors", f"{name}.card.json", CHECKPOINT, "log.csv", "val.csv"]
+    writes = {f"train.out/{f}": out / f for f in files}
+    check_writes(writes, [cfg.train.init, cfg.loss.vgg_weights, *cfg.val.clean, *cfg.val.texture], within=out)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,11 +45,12 @@ def main(config: str | None, overrides: tuple[str, ...], out: str | None, iterat
             extra.append(f"{key}={value}")
     try:
         cfg = load(config, extra)
+        check_run_writes(cfg)
         weights = train(cfg, resume=resume, progress=not no_progress)
     except TrainingInterruptedError as e:
         click.echo(f"stopped: {e}", err=True)
         sys.exit(130)
-    except (ConfigError, DataError, LayoutError, LossError, TrainingError) as e:
+    except (ConfigError, DataError, LayoutError, LossError, TrainingError, OutputGuardError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     click.echo(f"weights: {weights}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import yaml
 
 from derain_deploy.model import DerainConfig
 from derain_deploy.rain import sample_params
+from derain_deploy.weights import check_config_bounds
 
 
 class ConfigError(ValueError):
@@ -101,7 +103,9 @@ class Config:
 
     def model_config(self) -> DerainConfig:
         try:
-            return DerainConfig.from_dict(self.model)
+            config = DerainConfig.from_dict(self.model)
+            check_config_bounds(config)  # sizes a file may claim: 10^7 channels fail at once
+            return config
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model: {e}") from None
 
@@ -131,6 +135,8 @@ def _check_type(where: str, value: Any, default: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     elif isinstance(default, str) and not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     elif isinstance(default, list) and not isinstance(value, list):
@@ -209,6 +215,39 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"data.texture_share must be in [0, 1], got {d.texture_share}")
     if min(cfg.loss.stage_mse, cfg.loss.l1, cfg.loss.perceptual) < 0:
         raise ConfigError("loss weights must be >= 0")
+    _validate_ranges(cfg)
+
+
+MAX_CROP = 4096
+
+
+def _validate_ranges(cfg: Config) -> None:
+    """Ranges, preset names and paths, key by key (non-finite numbers are refused on reading)."""
+    o, t, d, v = cfg.optim, cfg.train, cfg.data, cfg.val
+    if o.lr <= 0:
+        raise ConfigError(f"optim.lr must be > 0, got {o.lr}")
+    if not 0 < o.gamma <= 1:
+        raise ConfigError(f"optim.gamma must be in (0, 1] (it multiplies the learning rate), got {o.gamma}")
+    if o.grad_clip < 0:
+        raise ConfigError(f"optim.grad_clip must be >= 0 (0: off), got {o.grad_clip}")
+    if d.crop > MAX_CROP:
+        raise ConfigError(f"data.crop must be at most {MAX_CROP}, got {d.crop}")
+    for key, low in (("threads", 0), ("checkpoint_every", 1), ("log_every", 1)):
+        if getattr(t, key) < low:
+            raise ConfigError(f"train.{key} must be >= {low}, got {getattr(t, key)}")
+    for key, low in (("every", 0), ("crop", 0), ("max_images", 1)):
+        if getattr(v, key) < low:
+            raise ConfigError(f"val.{key} must be >= {low}, got {getattr(v, key)}")
+    for where, names in (("data.rain", [d.rain]), ("val.presets", v.presets)):
+        for name in names:
+            if name == "mixed" and where == "data.rain":
+                continue  # its shares, data.rain_mix, are checked above
+            try:
+                sample_params(name, np.random.default_rng(0))
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"{where}: {e}") from None
+    if Path(t.out).is_file():
+        raise ConfigError(f"train.out {t.out} is a file; it must be a folder (the run folder)")
 
 
 def _validate_schedule(schedule: list[list[float]], stages: int) -> None:

@@ -13,12 +13,14 @@ import csv
 import json
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -193,6 +195,26 @@ def grow_stages(model: DerainNet, old: int, new: int) -> None:
     print(f"curriculum: {old} -> {new} stages", flush=True)
 
 
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "torch_rng", "iteration", "wall_s", "config")
+
+
+def read_checkpoint(path: Path, what: str, keys: tuple[str, ...] = CHECKPOINT_KEYS) -> dict:
+    """A trainer checkpoint's state, read with ``weights_only`` (tensors and plain containers:
+    nothing a user hands over is unpickled as code); a file that is not one, or lacks one of
+    ``keys``, is a TrainingError naming ``what`` (``train.init: ...``, ``cannot resume: ...``)."""
+    try:
+        with warnings.catch_warnings():  # torch warns about a foreign pickle before refusing it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrainingError(f"{what}: {path} is not a trainer checkpoint ({reason[:160]})") from None
+    missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)
+    if missing:
+        raise TrainingError(f"{what}: {path} is not a trainer checkpoint (missing {', '.join(missing)})")
+    return state
+
+
 def init_from(model: DerainNet, path: Path) -> None:
     """Load model weights (not the optimizer) from a weights file or a trainer checkpoint."""
     from derain_deploy.weights import WeightsError, load_weights
@@ -201,7 +223,7 @@ def init_from(model: DerainNet, path: Path) -> None:
         raise TrainingError(f"train.init: {path} not found")
     try:
         if path.suffix == ".pt":
-            state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+            state = read_checkpoint(path, "train.init", keys=("model",))["model"]
         else:
             state = load_weights(path).state_dict()
         model.load_state_dict(state)
@@ -290,7 +312,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     if resume:
         if not ckpt_path.is_file():
             raise TrainingError(f"nothing to resume: {ckpt_path} not found")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(ckpt_path, "cannot resume")
         diffs = _same_recipe(state["config"], cfg.to_dict())
         if diffs:
             raise TrainingError(f"cannot resume {ckpt_path}: the config differs in {', '.join(diffs)}")

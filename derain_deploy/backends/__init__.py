@@ -6,8 +6,10 @@ OpenVINO get an ONNX exported once into the per-user cache), ``.onnx`` (ONNX Run
 
 ``auto`` picks a TensorRT engine (when one is given) > ONNX Runtime on CUDA > OpenVINO on the CPU
 (when installed and the precision is one it runs) > ONNX Runtime on the CPU, and records what it
-chose and why in ``info.details["chosen_because"]``. A named backend or device that cannot run is
-an error, never a fallback.
+chose and why in ``info.details["chosen_because"]``. Only ``auto`` chooses a backend: a named
+backend with ``--device auto`` runs on that backend's best device (and says which); a named
+backend or device that cannot run is an error, never a fallback. Every backend returned is a
+:class:`~.base.FiniteBackend`: an output holding NaN or Inf is an error.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..weights import WeightsError, default_weights_path
-from .base import Backend, BackendError, BackendInfo
+from .base import Backend, BackendError, BackendInfo, FiniteBackend
 
 
 def _open_torch(model: Path, device: str, precision: str | None, **options: object) -> Backend:
@@ -36,7 +38,7 @@ def _open_ort(model: Path, device: str, precision: str | None, **options: object
     if model.suffix == ".safetensors":
         from .onnx_cache import cached_onnx
 
-        model, _ = cached_onnx(model, precision or "fp32")
+        model, _ = cached_onnx(model, "fp32" if precision in (None, "tf32") else precision)
     elif model.suffix != ".onnx":
         raise BackendError(f"onnxruntime runs .onnx files (or .safetensors weights), not {model.name}")
     return OrtBackend(model, device="cpu" if device == "auto" else device, precision=precision, **options)  # type: ignore[arg-type]
@@ -101,16 +103,45 @@ def open_backend(
     backend class (e.g. ``threads`` for onnxruntime, ``channels_last`` for torch)."""
     path = resolve_model(model)
     if name == "auto":
-        return _open_auto(path, device, precision, **options)
+        return FiniteBackend(_open_auto(path, device, precision, **options), model=str(path))
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; expected auto, {', '.join(BACKENDS)}")
     if device not in DEVICES and not device.startswith(("cuda:", "tensorrt:")):
         raise BackendError(f"unknown device {device!r}; expected auto, cpu, cuda[:N] or tensorrt[:N]")
-    if name == "onnxruntime" and device == "auto":
-        return _open_ort_auto(path, precision, **options)
-    backend = BACKENDS[name](path, device, precision, **options)
-    backend.info.details.setdefault("chosen_because", f"--backend {name} was asked for")
-    return backend
+    why = f"--backend {name} was asked for"
+    if device != "auto":
+        backend = BACKENDS[name](path, device, precision, **options)
+    else:  # the named backend's best device, never another backend
+        device, reason = _best_device(name)
+        try:
+            backend = BACKENDS[name](path, device, precision, **options)
+        except BackendError as e:
+            if name != "onnxruntime" or device == "cpu":
+                raise
+            reason += f" but did not start ({e}); the CPU"
+            backend = _open_ort(path, "cpu", precision, **options)
+        why += f"; --device auto: {reason}"
+    backend.info.details.setdefault("chosen_because", why)
+    return FiniteBackend(backend, model=str(path))
+
+
+def _best_device(name: str) -> tuple[str, str]:
+    """The device a named backend runs on for ``--device auto``, and why."""
+    if name == "onnxruntime":
+        from .ort_backend import _import_ort
+
+        if "CUDAExecutionProvider" in _import_ort().get_available_providers():
+            return "cuda", "onnxruntime's CUDA provider is present"
+        return "cpu", "this onnxruntime has no CUDA provider"
+    if name == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda", "torch sees a CUDA GPU"
+        return "cpu", "torch sees no CUDA GPU"
+    if name == "tensorrt":
+        return "cuda", "TensorRT runs on CUDA only"
+    return "cpu", f"{name} runs on the CPU only"
 
 
 def _open_auto(path: Path, device: str, precision: str | None, **options: object) -> Backend:
@@ -129,7 +160,11 @@ def _open_ort_auto(path: Path, precision: str | None, why: str = "", **options: 
     """ONNX Runtime on CUDA where its provider is present and starts, else the CPU (saying why)."""
     from .ort_backend import _import_ort
 
-    if "CUDAExecutionProvider" not in _import_ort().get_available_providers():
+    try:
+        providers = _import_ort().get_available_providers()
+    except BackendError:  # not installed: OpenVINO may still run it
+        return _open_cpu_auto(path, precision, why + "onnxruntime is not installed; ", **options)
+    if "CUDAExecutionProvider" not in providers:
         return _open_cpu_auto(path, precision, why + "this onnxruntime has no CUDA provider; ", **options)
     try:
         backend = _open_ort(path, "cuda", precision, **options)

@@ -73,7 +73,7 @@ def _export(weights: Path, path: Path, precision: str, graph: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as tmp:
             report = export_model(weights, Path(tmp), options)
-            (artifact,) = [a for a in report.artifacts if a.precision == precision and a.kind == "onnx"]
+            artifact = report.artifact("onnx", precision)
             os.replace(artifact.path, path)
     except WeightsError:
         raise

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from .base import BackendError, BackendInfo
+from .onnx_check import check_io
 from .ort_backend import cpu_cores
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -112,6 +113,7 @@ class OpenVinoBackend:
         if path.suffix != ".onnx":
             raise BackendError(f"openvino needs an .onnx file, got {path.name}")
         proto = load_onnx(path)
+        check_io(proto, path.name)  # one NCHW 3-channel float input, one output of its shape
         metadata = {p.key: p.value for p in proto.metadata_props}
         file_precision = metadata.get("precision", "fp32")
         if file_precision not in ("fp32", "int8"):

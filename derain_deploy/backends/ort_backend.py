@@ -3,16 +3,28 @@
 onnxruntime-gpu lists CUDA and TensorRT providers even where they cannot load and then quietly
 runs on the CPU; this backend asks for providers explicitly and compares what was asked with
 ``session.get_providers()``, stopping with a :class:`BackendError` on any difference.
+
+FP32 on CUDA is FP32: the CUDA provider gets ``use_tf32=0`` (its default is on); precision
+``tf32`` asks for TF32 explicitly. The TensorRT provider has no such option (onnxruntime issue
+26029): TensorRT's TF32 default holds unless ``NVIDIA_TF32_OVERRIDE=0`` is in the environment
+(process-wide, read once), so an FP32 file there reports ``tf32``, and ``fp32`` asked for without
+that variable is refused. The TensorRT provider keeps its engines and timing cache
+under the artifact cache (``$DERAIN_DEPLOY_CACHE/ort-tensorrt/<GPU>.sm<CC>.trt<version>``: one
+folder per GPU and TensorRT version) and gets an explicit profile for dynamic inputs (the
+video profile of export/profiles.py), so it builds once instead of at every new shape.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from .base import BackendError, BackendInfo
+from .onnx_check import check_batch, check_io
 
 # device name -> the provider that must run first
 PROVIDERS = {
@@ -41,12 +53,80 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def provider_list(device: str) -> tuple[str, list[object]]:
+TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-cu12-libs", "tensorrt-libs")
+
+
+def tensorrt_dist_version() -> str | None:
+    """The installed TensorRT's version from package metadata (no import)."""
+    for name in TENSORRT_DISTRIBUTIONS:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def tensorrt_cache_folder(index: int) -> Path:
+    """Where ONNX Runtime's TensorRT provider keeps engines and timing caches for GPU ``index``."""
+    from .onnx_cache import cache_dir
+
+    gpu, capability = "gpu", "unknown"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(index)
+            gpu, capability = torch.cuda.get_device_name(index), f"{major}{minor}"
+    except ImportError:
+        pass
+    name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', gpu).strip('-')}.sm{capability}.trt{tensorrt_dist_version()}"
+    return cache_dir() / "ort-tensorrt" / (name + (".notf32" if tf32_overridden_off() else ".tf32"))
+
+
+def tf32_overridden_off() -> bool:
+    """NVIDIA_TF32_OVERRIDE=0: the only way to keep TF32 out of ONNX Runtime's TensorRT provider."""
+    return os.environ.get("NVIDIA_TF32_OVERRIDE") == "0"
+
+
+def _shape_option(input_name: str, shape: tuple[int, ...]) -> str:
+    return f"{input_name}:" + "x".join(str(d) for d in shape)
+
+
+def tensorrt_options(index: int, precision: str, input_name: str, dynamic: bool) -> dict[str, object]:
+    """TensorRT provider options: engine and timing caches, the precision the file asks for, and
+    (for a dynamic input) one explicit profile."""
+    folder = tensorrt_cache_folder(index)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        reason = e.strerror or e
+        raise BackendError(f"onnxruntime: cannot create the TensorRT cache {folder}: {reason}") from None
+    options: dict[str, object] = {
+        "device_id": index,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(folder),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(folder),
+        "trt_fp16_enable": precision == "fp16",
+        "trt_int8_enable": precision == "int8",  # Q/DQ in the file: no calibration table
+    }
+    if dynamic:
+        from export.profiles import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT
+
+        options["trt_profile_min_shapes"] = _shape_option(input_name, DEFAULT_MIN)
+        options["trt_profile_opt_shapes"] = _shape_option(input_name, DEFAULT_OPT)
+        options["trt_profile_max_shapes"] = _shape_option(input_name, DEFAULT_MAX)
+    return options
+
+
+def provider_list(
+    device: str, precision: str = "fp32", input_name: str = "rainy", dynamic: bool = True
+) -> tuple[str, list[object]]:
     """The provider that must run and the explicit provider list for ``device``.
 
     ``device`` is cpu, cuda, cuda:N, tensorrt or tensorrt:N. CPU is appended after a GPU
     provider only for the nodes the GPU provider does not take; the session check still
-    demands the GPU provider first."""
+    demands the GPU provider first. ``precision`` tf32 allows TF32 on CUDA (off otherwise)."""
     kind, _, index = device.partition(":")
     if kind not in PROVIDERS:
         raise BackendError(f"onnxruntime: unknown device {device!r}; expected cpu, cuda[:N] or tensorrt[:N]")
@@ -56,11 +136,12 @@ def provider_list(device: str) -> tuple[str, list[object]]:
         return PROVIDERS["cpu"], ["CPUExecutionProvider"]
     if index and not index.isdigit():
         raise BackendError(f"onnxruntime: device {device!r} has a bad GPU index")
-    options = {"device_id": int(index or 0)}
-    cuda = ("CUDAExecutionProvider", options)
+    gpu = int(index or 0)
+    cuda = ("CUDAExecutionProvider", {"device_id": gpu, "use_tf32": int(precision == "tf32")})
     if kind == "cuda":
         return PROVIDERS["cuda"], [cuda, "CPUExecutionProvider"]
-    return PROVIDERS["tensorrt"], [("TensorrtExecutionProvider", options), cuda, "CPUExecutionProvider"]
+    trt = ("TensorrtExecutionProvider", tensorrt_options(gpu, precision, input_name, dynamic))
+    return PROVIDERS["tensorrt"], [trt, cuda, "CPUExecutionProvider"]
 
 
 def check_providers(wanted: str, available: list[str], running: list[str]) -> None:
@@ -79,8 +160,28 @@ def check_providers(wanted: str, available: list[str], running: list[str]) -> No
 
 def check_device(device: str) -> None:
     """Fail now if this onnxruntime cannot offer ``device``'s provider at all."""
-    wanted, _ = provider_list(device)
-    check_providers(wanted, _import_ort().get_available_providers(), [wanted])
+    kind = device.partition(":")[0]
+    wanted = PROVIDERS.get(kind)
+    if wanted is None:
+        provider_list(device)  # raises the unknown-device error
+    check_providers(str(wanted), _import_ort().get_available_providers(), [str(wanted)])
+
+
+def _file_facts(path: Path) -> tuple[str | None, str, bool]:
+    """(metadata precision, input name, whether the input has a dynamic dimension) of an ONNX
+    file, read without ONNX Runtime (the provider options depend on them)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise BackendError(f"onnxruntime cannot load {path.name}: {type(e).__name__}: {e}") from None
+    check_io(proto, path.name)  # one NCHW 3-channel float input, one output of its shape
+    meta = {p.key: p.value for p in proto.metadata_props}
+    first = proto.graph.input[0] if proto.graph.input else None
+    dims = first.type.tensor_type.shape.dim if first is not None else []
+    dynamic = not dims or any(not (d.HasField("dim_value") and d.dim_value > 0) for d in dims)
+    return meta.get("precision"), first.name if first is not None else "input", dynamic
 
 
 def model_precision(metadata: dict[str, str], input_type: str) -> str:
@@ -108,8 +209,19 @@ class OrtBackend:
             raise BackendError(f"onnxruntime: model file not found: {path}")
         if path.suffix != ".onnx":
             raise BackendError(f"onnxruntime needs an .onnx file, got {path.name}")
-        wanted, providers = provider_list(device)
-        check_providers(wanted, ort.get_available_providers(), [wanted])  # fail early if not installed
+        if precision == "tf32" and not device.startswith(("cuda", "tensorrt")):
+            raise BackendError(f"onnxruntime: tf32 needs a CUDA GPU; device {device!r} was asked for")
+        check_device(device)  # fail early if the provider is not installed
+        meta_precision, input_name, dynamic = _file_facts(path)
+        run_precision = precision or meta_precision or "fp32"
+        if device.startswith("tensorrt") and run_precision == "fp32" and not tf32_overridden_off():
+            if precision == "fp32":
+                raise BackendError(
+                    "onnxruntime: fp32 on the TensorRT provider needs NVIDIA_TF32_OVERRIDE=0 in the "
+                    "environment (it has no TF32 switch); or ask for --precision tf32"
+                )
+            run_precision = "tf32"  # what TensorRT runs an FP32 file in by default
+        wanted, providers = provider_list(device, run_precision, input_name, dynamic)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or cpu_cores()
@@ -135,7 +247,7 @@ class OrtBackend:
         self.input_dtype = _NUMPY_TYPES[inputs[0].type]
         metadata = dict(session.get_modelmeta().custom_metadata_map)
         file_precision = model_precision(metadata, inputs[0].type)
-        if precision and precision != file_precision:
+        if precision and precision != file_precision and (precision, file_precision) != ("tf32", "fp32"):
             raise BackendError(
                 f"onnxruntime: {precision} was asked for but {path.name} is a {file_precision} model "
                 f"(export one with: derain-export --precision {precision})"
@@ -143,7 +255,7 @@ class OrtBackend:
         self.info = BackendInfo(
             name="onnxruntime",
             device=device,
-            precision=file_precision,
+            precision="tf32" if run_precision == "tf32" else file_precision,
             details={
                 "model": str(path),
                 "providers": session.get_providers(),
@@ -157,6 +269,7 @@ class OrtBackend:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise BackendError(f"onnxruntime: expected an Nx3xHxW batch, got shape {batch.shape}")
+        check_batch(batch, self.info.details["input_shape"], Path(str(self.info.details["model"])).name)
         x = np.ascontiguousarray(batch, dtype=self.input_dtype)
         (y,) = self.session.run([self.output_name], {self.input_name: x})
         return np.clip(y.astype(np.float32, copy=False), 0.0, 1.0)

@@ -1,7 +1,16 @@
-"""PyTorch eager backend: CPU or CUDA, FP32, FP16 (CUDA) or BF16 (autocast), channels_last."""
+"""PyTorch eager backend: CPU or CUDA, FP32, TF32 (CUDA), FP16 (CUDA) or BF16 (autocast), channels_last.
+
+FP32 on CUDA is FP32: cuDNN's and cuBLAS's TF32 switches are turned off around each call and
+restored after it (torch leaves cuDNN's on by default); precision ``tf32`` turns them on. The
+module handed in is copied first: moving, casting and re-laying it out would change the
+caller's model.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +20,27 @@ from ..model import DerainNet
 from ..weights import load_weights
 from .base import BackendError, BackendInfo
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+
+
+def tf32_setting(device_type: str, precision: str) -> bool | None:
+    """Whether TF32 is allowed for a call: None (not a CUDA device: leave the switches alone),
+    else True only when ``precision`` is tf32."""
+    return None if device_type != "cuda" else precision == "tf32"
+
+
+@contextlib.contextmanager
+def tf32_mode(allow: bool | None) -> Iterator[None]:
+    """Set torch's two TF32 switches to ``allow`` for the block and restore them after (no-op for None)."""
+    if allow is None:
+        yield
+        return
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allow
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def resolve_torch_device(device: str) -> torch.device:
@@ -60,6 +89,8 @@ class TorchBackend:
             raise BackendError(
                 "torch backend: fp16 was asked for on the CPU; use --precision bf16 or fp32 there"
             )
+        if precision == "tf32" and self.device.type != "cuda":
+            raise BackendError("torch backend: tf32 needs a CUDA GPU; use --precision fp32 on the CPU")
         if precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise BackendError(f"torch backend: bf16 was asked for but {self.device} does not support it")
         path = None
@@ -68,12 +99,15 @@ class TorchBackend:
             if path.suffix != ".safetensors":
                 raise BackendError(f"torch backend needs a .safetensors weights file, got {path.name}")
             model = load_weights(path)
+        else:
+            model = copy.deepcopy(model)  # never move or cast the caller's module
         self.model = model.eval().to(self.device)
         if precision == "fp16":
             self.model = self.model.half()
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.precision = precision
+        self._tf32 = tf32_setting(self.device.type, precision)
         self.stages = stages
         self.info = BackendInfo(
             name="torch",
@@ -98,8 +132,14 @@ class TorchBackend:
 
     def _forward(self, x: torch.Tensor, return_stages: bool) -> object:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast, tf32_mode(self._tf32):
             return self.model(x, return_stages=return_stages, stages=self.stages)
+
+    def run_device(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward on a float32 NCHW tensor already on the device (bench: compute alone)."""
+        if self.precision == "fp16":
+            x = x.half()
+        return self._forward(x.contiguous(memory_format=self.memory_format), False)  # type: ignore[return-value]
 
     @staticmethod
     def _output(y: torch.Tensor) -> np.ndarray:

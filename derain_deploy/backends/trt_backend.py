@@ -8,11 +8,17 @@ only when an engine is opened, so this module imports on machines without it.
 Inference uses the named-tensor API of TensorRT 10/11 (``num_io_tensors``, ``get_tensor_name``,
 ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) on a torch CUDA stream, and
 replays a CUDA graph when consecutive batches have the same shape. No pycuda.
+
+Graph capture is thread-local (``capture_error_mode="thread_local"``, as trtexec does: other
+threads' CUDA calls do not break it). When capture fails the backend runs without a graph for
+that shape and says why in one warning line that carries the first error (an enqueue that
+failed under capture, not the follow-up "capture invalidated" error CUDA raises at its end).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -191,11 +197,35 @@ class TrtBackend:
             self._execute()  # first run outside capture: TensorRT allocates lazily
         self.stream.synchronize()
         if self.cuda_graphs:
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.stream):
-                self._execute()
-            self._graph = graph
+            self._graph = self._capture()
         self._shape = shape
+
+    def _capture(self) -> object | None:
+        """A CUDA graph of one enqueue, or None (with one warning line saying why) when capture fails."""
+        import torch
+
+        graph = torch.cuda.CUDAGraph()
+        first: BaseException | None = None
+        try:
+            with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                try:
+                    self._execute()
+                except BackendError as e:
+                    first = e
+                    raise
+        except (BackendError, RuntimeError) as e:
+            cause = first or e
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            self.stream.synchronize()
+            self.info.details["cuda_graphs"] = False
+            self.info.details["cuda_graphs_fallback"] = reason
+            warnings.warn(
+                f"tensorrt: CUDA graph capture failed ({reason}); running without CUDA graphs",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        return graph
 
     def _execute(self) -> None:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
@@ -212,12 +242,28 @@ class TrtBackend:
         host = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         with torch.cuda.stream(self.stream):
             self._x.copy_(host)  # converts to the engine's input type
-            if self._graph is not None:
-                self._graph.replay()
-            else:
-                self._execute()
+            self._run_bound()
             out = self._y.float().clamp_(0.0, 1.0).cpu()
         return out.numpy()
+
+    def _run_bound(self) -> None:
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            self._execute()
+
+    def run_device(self, x: object) -> object:
+        """The engine on a CUDA tensor, enqueued on :attr:`stream` (the bench times compute
+        alone with events there); returns the engine's output buffer."""
+        import torch
+
+        shape = tuple(x.shape)  # type: ignore[attr-defined]
+        if shape != self._shape:
+            self._prepare(shape)
+        with torch.cuda.stream(self.stream):
+            self._x.copy_(x)  # device to device, converting to the engine's input type
+            self._run_bound()
+        return self._y
 
     def close(self) -> None:
         self._graph = None

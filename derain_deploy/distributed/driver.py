@@ -7,6 +7,7 @@ Ray (:func:`~derain_deploy.distributed.ray_runner.run_many`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -15,15 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backends import resolve_model
 from ..backends.base import BackendError
-from ..job import JobOptions, check_inputs, prepare_backend
+from ..job import JobOptions, check_inputs, prepare_backend, skip_own_outputs
+from ..output_guard import check_writes
 from ..streams import default_output_path, open_source
 from ..streams.base import StreamError
 from ..streams.files import one_line, remove_quietly, temp_path
 from ..streams.images import ImageSource
 from ..streams.video import is_stream_url
 from ..weights import WeightsError
-from .journal import Journal, Record, digest
+from .journal import Journal, Record, digest, file_key, input_key
 from .manifest import expand_inputs
 from .segments import join_segments, plan_segments
 from .summary import ItemResult, JobSummary, Progress
@@ -58,7 +61,20 @@ def remove_stale_temps(output: Path) -> None:
 
 def input_id(spec: str) -> str:
     """How the journal names an input: its absolute path (a URL as it is)."""
-    return spec if is_stream_url(spec) else str(Path(spec).resolve())
+    return spec if is_stream_url(spec) else os.path.realpath(spec)  # a link loop: no RuntimeError
+
+
+def remove_output(output: Path, kind: str, names: Sequence[str]) -> None:
+    """Remove an output that cannot be recorded: the file, or a folder's ``names`` (then the
+    folders left empty)."""
+    if kind != "folder":
+        remove_quietly(output)
+        return
+    for name in names:
+        remove_quietly(output / name)
+    for folder in sorted({(output / name).parent for name in names} | {output}, key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @dataclass
@@ -70,6 +86,11 @@ class _Item:
     tasks: list[Task] = field(default_factory=list)
     results: dict[int, TaskResult] = field(default_factory=dict)
     workdir: Path | None = None  # segments of a video being cut
+    source_key: str = ""  # input_key() of the input as planned
+    sources: dict[str, str] = field(default_factory=dict)  # folder: file_key() of each image, by name
+    kept: list[str] = field(default_factory=list)  # folder: finished images not done again
+    reads: list[str] = field(default_factory=list)  # the input's files
+    writes: list[Path] = field(default_factory=list)  # the files its tasks write
 
 
 class JobRun:
@@ -114,20 +135,43 @@ class JobRun:
                 self._fail(item, one_line(e))
                 continue
             tasks.extend(item_tasks)
+        self._check_writes()
         total = sum(t.frames or 0 for t in tasks)
         pending = sum(1 for item in self.items if item.result.status == "pending")
         self.progress = Progress(total or None, pending, self.settings.progress)
         return tasks
 
+    def _check_writes(self) -> None:
+        """Before any work: no file the job writes is an input of it (``derain-run a.png
+        a.derained.png``: the first input's output is the second input)."""
+        reads = [resolve_model(self.options.model), *(r for item in self.items for r in item.reads)]
+        writes = [
+            (f"the output of {item.result.input}:", path)
+            for item in self.items
+            if item.tasks
+            for path in item.writes
+        ]
+        check_writes(writes, reads)
+
     def _plan_item(self, index: int, item: _Item, outputs: dict[Path, str]) -> list[Task]:
         spec = item.result.input
-        source = open_source(spec, skip_bad_frames=self.options.skip_bad_frames)
+        options = self.options
+        if not is_stream_url(spec):
+            item.reads = [spec]
+        source = open_source(spec, skip_bad_frames=options.skip_bad_frames, max_pixels=options.max_pixels)
         try:
             info = source.info
+            output = default_output_path(info, self.options.output)
+            skip_own_outputs(source, output, options)
             files = [str(f) for f in source.files] if isinstance(source, ImageSource) else []
         finally:
             source.close()
-        output = default_output_path(info, self.options.output)
+        item.reads += files
+        folder = info.kind == "folder"
+        item.writes = [output / Path(f).relative_to(info.path) for f in files] if folder else [output]
+        item.source_key = input_key(spec, files)
+        if folder:
+            item.sources = {Path(f).relative_to(info.path).as_posix(): file_key(f) for f in files}
         key = output.resolve()
         if key in outputs:
             raise StreamError(f"its output {output} is also the output of {outputs[key]}")
@@ -138,13 +182,33 @@ class JobRun:
         record = journal.get(output)
         if record is not None and record.settings == self.key and record.input == input_id(spec):
             problem = journal.verify(record)
-            if problem is None:
+            if problem is None and record.source == item.source_key:
                 item.result.status, item.result.frames = "skipped", record.frames
                 return []
-            self.log(f"{spec}: doing it again: {problem}")
+            if problem is None and folder and record.sources and not options.stages_preview:
+                return self._cut_changed(index, item, record, files)
+            self.log(f"{spec}: doing it again: {problem or 'the input has changed since'}")
         if info.kind != "folder":
             remove_stale_temps(output)
         item.tasks = self._cut(index, spec, info.kind, info.frames, output, files)
+        return item.tasks
+
+    def _cut_changed(self, index: int, item: _Item, record: Record, files: list[str]) -> list[Task]:
+        """A folder whose finished outputs are intact: chunks of its new and changed images only."""
+        names = list(item.sources)  # in the order of files
+        redo = {name for name in names if record.sources.get(name) != item.sources[name]}
+        todo = [f for f, name in zip(files, names) if name in redo]
+        item.kept = [name for name in record.names if name in item.sources and name not in redo]
+        if not todo:  # images removed from the input only: its other outputs stand
+            item.result.status, item.result.frames = "skipped", len(item.kept)
+            return []
+        self.log(f"{item.result.input}: {len(todo)} new or changed image(s) to do")
+        n = self.settings.chunk_images or len(todo)
+        spec, output = item.result.input, str(item.output)
+        chunks = [todo[i : i + n] for i in range(0, len(todo), n)]
+        item.tasks = [
+            Task(index, spec, "chunk", output, part, len(c), files=c) for part, c in enumerate(chunks)
+        ]
         return item.tasks
 
     def _cut(
@@ -242,11 +306,12 @@ class JobRun:
             shutil.rmtree(item.workdir, ignore_errors=True)
             if joined != written:
                 raise StreamError(f"joined {joined} frames into {item.output}, the segments hold {written}")
+        new_names = sorted({name for r in results for name in r.names})
         if kind == "folder":
-            names = sorted({name for r in results for name in r.names})
+            names = sorted({*new_names, *item.kept})
         frames, sha = digest(item.output, kind, names)
-        if frames != written:
-            raise StreamError(f"{item.output} holds {frames} frames, {written} were written")
+        if frames != written + len(item.kept):
+            raise StreamError(f"{item.output} holds {frames} frames, {written + len(item.kept)} were written")
         seconds = sum(r.seconds for r in results)
         record = Record(
             input=input_id(item.result.input),
@@ -259,8 +324,16 @@ class JobRun:
             worker=",".join(item.result.workers),
             backend=results[0].backend,
             names=names,
+            source=item.source_key,
+            sources={name: item.sources[name] for name in names if name in item.sources},
         )
-        self.journal(item.output).append(record)
+        try:
+            self.journal(item.output).append(record)
+        except OSError as e:  # e.g. a full disk: an output the journal does not hold is not finished
+            remove_output(item.output, kind, new_names)
+            raise StreamError(
+                f"cannot record {item.output} in the journal ({one_line(e)}); the output was removed"
+            ) from None
         item.result.status, item.result.frames, item.result.seconds = "done", frames, seconds
         item.result.skipped_frames = sum(r.skipped_frames for r in results)
         if self.progress:

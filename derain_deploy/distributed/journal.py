@@ -1,10 +1,13 @@
 """The job journal: one JSON line per finished output, in a hidden file beside the outputs.
 
-A record holds what the output must be (frame count and sha256) and the settings that made it.
-A later run skips an output only when its record matches the settings and the file on disk
-still has the recorded frame count and checksum. Only the job's driver writes the journal:
-each line is appended with one ``write`` and fsynced, a torn last line (a crash mid-append) is
-ignored when reading, and :meth:`Journal.compact` rewrites the file atomically.
+A record holds what the output must be (frame count and sha256), the settings that made it and
+the identity of the input it was made from (:func:`input_key`: size and mtime of the file, or of
+each image of a folder). A later run skips an output only when its record matches the settings
+and the input as it is now, and the file on disk still has the recorded frame count and
+checksum; of a folder whose outputs are intact, only the new and changed images are done again.
+Only the job's driver writes the journal: each line is appended with one ``write`` and fsynced,
+a torn last line (a crash mid-append) is ignored when reading, and :meth:`Journal.compact`
+rewrites the file atomically.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +25,7 @@ import av
 
 from ..streams.base import StreamError
 from ..streams.files import one_line, temp_path
+from ..streams.video import is_stream_url
 from ..weights import file_sha256
 
 JOURNAL_NAME = ".derain-journal.jsonl"
@@ -37,11 +42,31 @@ class Record:
     frames: int
     sha256: str
     settings: str  # settings_key() of the options that made it
+    source: str = ""  # input_key() of the input it was made from
+    sources: dict[str, str] = field(default_factory=dict)  # folder: file_key() of each image in names
     seconds: float = 0.0
     worker: str = ""
     backend: str = ""
     finished: str = ""
     names: list[str] = field(default_factory=list)
+
+
+def file_key(path: str | Path) -> str:
+    """A file's size and mtime (ns): what tells a changed image of a folder."""
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def input_key(spec: str, files: Sequence[str | Path] = ()) -> str:
+    """The identity of an input as it is now: path, size and mtime (ns) of the file, or of each
+    of a folder's images ``files``; a stream URL is its own identity. Raises OSError if unreadable."""
+    if is_stream_url(spec):
+        return f"url:{spec}"
+    h = hashlib.sha256()
+    for path in files or [spec]:
+        st = os.stat(path)
+        h.update(f"{os.path.realpath(path)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
 
 
 def video_frames(path: Path) -> int:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..streams.base import StreamError
-from ..streams.files import one_line
+from ..streams.files import glob_paths, one_line
 from ..streams.images import is_image_path
 from ..streams.video import is_stream_url
 
@@ -38,7 +39,7 @@ def read_manifest(path: str | Path) -> list[str]:
 def _expand_glob(pattern: str) -> list[str]:
     """A pattern matching only images stays one input (``derain-run``'s image-set meaning, one
     output folder); otherwise each match (video, image or folder) is an input of its own."""
-    matches = sorted(p for p in glob.glob(pattern, recursive=True) if not Path(p).name.startswith("."))
+    matches = [p for p in glob_paths(pattern) if not Path(p).name.startswith(".")]
     if not matches or all(Path(p).is_file() and is_image_path(p) for p in matches):
         return [pattern]  # no match: open_source reports it for this input
     return matches
@@ -59,7 +60,7 @@ def expand_inputs(specs: Iterable[str], manifests: Sequence[str | Path] = ()) ->
             else (_expand_glob(entry))
         )
         for spec in expanded:
-            key = spec if is_stream_url(spec) else str(Path(spec).resolve())
+            key = spec if is_stream_url(spec) else os.path.realpath(spec)  # a link loop: no RuntimeError
             if key not in seen:
                 seen.add(key)
                 inputs.append(spec)

@@ -135,6 +135,10 @@ def _run(
     gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 1))
     gpu = _wants_gpu(options, gpus)
     slots = int(gpus) if gpu else max(int(cpus), 1)
+    if gpu and workers and workers > slots:
+        # each GPU actor holds one GPU: the rest would wait unscheduled, and the driver with them
+        job.log(f"warning: --workers {workers} is more than the cluster's {slots} GPUs; using {slots}")
+        workers = slots
     count = max(1, min(workers or slots, len(tasks)))
     threads = max(1, int(cpus) // count) if not gpu else 1
     actor_options = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": min(threads, max(int(cpus), 1))}

@@ -84,9 +84,11 @@ class SegmentSource(VideoSource):
                     f"cannot seek to pts {segment.start_pts} in {path}: {one_line(e)}"
                 ) from None
 
-    def _bad(self, index: int, error: BaseException | str) -> None:
-        if self._inside:  # frames decoded between the keyframe and the segment start are not ours
-            super()._bad(index, error)
+    def _bad(self, index: int, error: BaseException | str, pts: int | None = None) -> None:
+        start = self.segment.start_pts
+        before = self._inside is False and (pts is None or (start is not None and pts < start))
+        if not before:  # frames between the keyframe and the segment start are another segment's
+            super()._bad(index, error, pts)
 
     def __iter__(self) -> Iterator[Frame]:
         start, end = self.segment.start_pts, self.segment.end_pts

@@ -105,7 +105,7 @@ def _run_segment(
 def _run_chunk(
     task: Task, options: JobOptions, backend: Backend, on_frame: Callable[[int], None] | None
 ) -> tuple[RunStats, list[str]]:
-    source = open_source(task.spec, skip_bad_frames=options.skip_bad_frames)
+    source = open_source(task.spec, skip_bad_frames=options.skip_bad_frames, max_pixels=options.max_pixels)
     try:
         if not isinstance(source, ImageSource) or source.info.kind != "folder":
             raise StreamError(f"{task.spec} is no longer an image folder")

@@ -12,11 +12,13 @@ import glob
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from ..image_size import DEFAULT_MAX_PIXELS
 from .base import Frame, FrameSink, FrameSource, SourceInfo, StreamError
 from .camera import CameraSource
 from .compare import CompareSink, TeeSink, side_by_side
-from .files import same_file
+from .files import check_not_input, same_file
 from .images import IMAGE_EXTS, ImageSink, ImageSource, is_image_path, read_image, write_image
+from .live_sink import LiveEncoding, LiveSink, is_live_output
 from .stages_preview import stages_grid, stages_preview, write_stages_preview
 from .synthetic import write_test_video
 from .video import H264_EXTS, VideoSink, VideoSource, is_stream_url
@@ -29,6 +31,8 @@ __all__ = [
     "FrameSource",
     "ImageSink",
     "ImageSource",
+    "LiveEncoding",
+    "LiveSink",
     "SourceInfo",
     "StreamError",
     "TeeSink",
@@ -56,29 +60,35 @@ def open_source(
     camera: int | None = None,
     skip_bad_frames: bool = False,
     timeout: float = 10.0,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> FrameSource:
     """The source for ``spec``: a camera when ``camera`` is given, a stream URL (rtsp, http, ...;
     ``timeout`` seconds for opening and each read), a folder (its images, recursively), a glob
     pattern (the images it matches), an image file (by extension) or any video file FFmpeg
-    reads. Raises :class:`StreamError` with a one-line message when it cannot be opened."""
+    reads. Images (and video frames) larger than ``max_pixels`` are refused from their header.
+    Raises :class:`StreamError` with a one-line message when it cannot be opened."""
     if camera is not None:
         return CameraSource(camera)
     if spec is None or str(spec) == "":
         raise StreamError("no input given (a file, folder, glob pattern, URL, or --camera N)")
     text = str(spec)
     if is_stream_url(text):
-        return VideoSource(text, kind="stream", skip_bad_frames=skip_bad_frames, timeout=timeout)
+        return VideoSource(
+            text, kind="stream", skip_bad_frames=skip_bad_frames, timeout=timeout, max_pixels=max_pixels
+        )
     path = Path(text)
     if path.is_dir():
-        return ImageSource(path, skip_bad_frames=skip_bad_frames)
+        return ImageSource(path, skip_bad_frames=skip_bad_frames, max_pixels=max_pixels)
     if path.is_file():
         if is_image_path(path):
-            return ImageSource(path, skip_bad_frames=skip_bad_frames)
-        return VideoSource(path, skip_bad_frames=skip_bad_frames)
+            return ImageSource(path, skip_bad_frames=skip_bad_frames, max_pixels=max_pixels)
+        return VideoSource(path, skip_bad_frames=skip_bad_frames, max_pixels=max_pixels)
     if glob.has_magic(text):
-        return ImageSource(text, skip_bad_frames=skip_bad_frames)
+        return ImageSource(text, skip_bad_frames=skip_bad_frames, max_pixels=max_pixels)
     if path.exists():
         raise StreamError(f"not a file or folder: {text}")
+    if path.is_symlink():
+        raise StreamError(f"broken symbolic link (its target is missing, or a loop): {text}")
     raise StreamError(f"no such file: {text}")
 
 
@@ -154,12 +164,17 @@ def open_sink(
     quality: int = 18,
     preset: str = "medium",
     audio: bool = True,
+    live: LiveEncoding | None = None,
 ) -> FrameSink:
     """The sink for a source: images (same names, same formats) for image sources, H.264 video
     (``quality`` = x264 crf, lower is better, 18 is visually lossless; ``preset`` = x264 preset;
     the input's audio carried over unless ``audio=False``) for video, camera and stream sources.
     The output is :func:`default_output_path`; ``compare`` also writes input|output side by side
-    to :func:`compare_output_path`. Refuses (StreamError) any output that is an input."""
+    to :func:`compare_output_path`. A live output (rtsp/rtmp/srt/udp/tcp URL, ``.m3u8``) gets a
+    :class:`LiveSink` encoded with ``live`` (default :class:`LiveEncoding`). Refuses
+    (StreamError) any output that is an input."""
+    if is_live_output(output):
+        return _live_sink(source_info, str(output), compare=compare, audio=audio, encoding=live)
     path = default_output_path(source_info, output)
     sink = _sink_for(source_info, path, quality=quality, preset=preset, audio=audio)
     if not compare:
@@ -167,3 +182,15 @@ def open_sink(
     side_path = compare_output_path(path, folder=source_info.kind == "folder")
     side = _sink_for(source_info, side_path, quality=quality, preset=preset, audio=audio)
     return TeeSink([sink, CompareSink(side)])
+
+
+def _live_sink(
+    info: SourceInfo, target: str, *, compare: bool, audio: bool, encoding: LiveEncoding | None
+) -> FrameSink:
+    if info.kind in ("image", "folder"):
+        raise StreamError(f"a live output needs a video, camera or stream input, not {info.path}")
+    if compare:
+        raise StreamError("--compare writes files; it cannot go with the live output " + target)
+    if info.kind == "video" and "://" not in target:
+        check_not_input(Path(target), Path(info.path))
+    return LiveSink(target, info, encoding=encoding, audio=audio)

@@ -25,8 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..image_size import DEFAULT_MAX_PIXELS, too_large
 from .base import Frame, SourceInfo, StreamError
-from .files import atomic_write_bytes, check_not_input, ensure_writable_dir, one_line
+from .files import atomic_write_bytes, check_not_input, check_writable_dir, glob_paths, one_line
+from .image_decode import decode_image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 ALPHA_EXTS = (".png", ".tif", ".tiff", ".webp")
@@ -38,9 +40,12 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTS
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
+def read_image(
+    path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, dict[str, object]]:
     """Read an image file as HxWx3 float32 RGB in [0, 1] plus what is needed to write it back:
-    ``meta = {"bit_depth": 8 | 16 | 32, "grey": bool, "alpha": HxW array | None, "path": str}``."""
+    ``meta = {"bit_depth": 8 | 16 | 32, "grey": bool, "alpha": HxW array | None, "path": str}``.
+    An image larger than ``max_pixels`` (None: no limit) is refused from its header, before decoding."""
     path = Path(path)
     if path.suffix.lower() not in IMAGE_EXTS:
         raise StreamError(
@@ -52,34 +57,10 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
         raise StreamError(f"no such file: {path}") from None
     except OSError as e:
         raise StreamError(f"cannot read {path}: {one_line(e)}") from None
-    is_jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    # IMREAD_UNCHANGED ignores EXIF orientation; JPEG has no alpha, so ANYCOLOR|ANYDEPTH loses nothing.
-    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if is_jpeg else cv2.IMREAD_UNCHANGED
-    img = cv2.imdecode(data, flags) if data.size else None
-    if img is None:
-        raise StreamError(f"cannot decode image (corrupt or not a {path.suffix} file): {path}")
-    if img.dtype == np.uint8:
-        depth, scale = 8, 1.0 / 255.0
-    elif img.dtype == np.uint16:
-        depth, scale = 16, 1.0 / 65535.0
-    elif img.dtype == np.float32:
-        depth, scale = 32, 1.0
-    else:
-        raise StreamError(f"unsupported pixel type {img.dtype} in {path}")
-    alpha = None
-    if img.ndim == 3 and img.shape[2] == 4:
-        alpha = img[:, :, 3].copy()
-        img = img[:, :, :3]
-    grey = img.ndim == 2 or img.shape[2] == 1
-    if grey:
-        img = img.reshape(img.shape[0], img.shape[1])
-        rgb = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.shape[2] == 3:
-        rgb = img[:, :, ::-1]
-    else:
-        raise StreamError(f"unsupported channel count {img.shape[2]} in {path}")
-    rgb = np.clip(rgb.astype(np.float32) * np.float32(scale), 0.0, 1.0)
-    return np.ascontiguousarray(rgb), {"bit_depth": depth, "grey": grey, "alpha": alpha, "path": str(path)}
+    if refusal := too_large(path, max_pixels):
+        raise StreamError(refusal)
+    rgb, meta = decode_image(data, path.suffix, str(path))
+    return rgb, {**meta, "path": str(path)}
 
 
 def encode_image(ext: str, rgb: np.ndarray, meta: dict[str, object] | None = None) -> bytes:
@@ -153,12 +134,19 @@ def list_images(spec: str | Path) -> tuple[Path, list[Path]]:
     spec_s = str(spec)
     if Path(spec_s).is_dir():
         root = Path(spec_s)
-        files = [Path(dirpath) / f for dirpath, _, names in os.walk(root) for f in names]
+        files = [Path(dirpath) / f for dirpath, _, names in os.walk(root, onerror=_unreadable) for f in names]
     else:
         root = glob_root(spec_s)
-        files = [Path(p) for p in glob.glob(spec_s, recursive=True)]
+        files = [Path(p) for p in glob_paths(spec_s)]  # ** does not enter folder links
     files = sorted(p for p in files if p.is_file() and is_image_path(p) and not p.name.startswith("."))
     return root, files
+
+
+def _unreadable(error: OSError) -> None:
+    """os.walk's error hook: a folder that cannot be listed stops the run (never "no images")."""
+    if isinstance(error, PermissionError):
+        raise StreamError(f"permission denied: {error.filename}") from None
+    raise StreamError(f"cannot list {error.filename}: {one_line(error.strerror or error)}") from None
 
 
 class ImageSource:
@@ -168,9 +156,12 @@ class ImageSource:
     recreate the same tree. With ``skip_bad_frames`` unreadable images are skipped and listed in
     ``bad_frames`` (their indices) instead of stopping the run."""
 
-    def __init__(self, spec: str | Path, *, skip_bad_frames: bool = False) -> None:
+    def __init__(
+        self, spec: str | Path, *, skip_bad_frames: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ) -> None:
         spec_s = str(spec)
         self.skip_bad_frames = skip_bad_frames
+        self.max_pixels = max_pixels
         self.bad_frames: list[int] = []
         self.bad_messages: list[str] = []
         if Path(spec_s).is_file():
@@ -178,7 +169,7 @@ class ImageSource:
             self.files = [Path(spec_s)]
             self.info = SourceInfo(kind="image", path=spec_s, frames=1)
             # Read the single image now: a bad file fails at open time, and the size is known.
-            self._first: tuple[np.ndarray, dict[str, object]] | None = read_image(spec_s)
+            self._first: tuple[np.ndarray, dict[str, object]] | None = read_image(spec_s, max_pixels)
             h, w = self._first[0].shape[:2]
             self.info.width, self.info.height = w, h
             return
@@ -196,7 +187,7 @@ class ImageSource:
                     image, meta = self._first
                     self._first = None
                 else:
-                    image, meta = read_image(path)
+                    image, meta = read_image(path, self.max_pixels)
             except StreamError as e:
                 if not self.skip_bad_frames:
                     raise
@@ -222,7 +213,7 @@ class ImageSink:
         if (path is None) == (folder is None):
             raise ValueError("give exactly one of path (one image) or folder")
         self.path, self.folder = path, folder
-        ensure_writable_dir(folder if folder is not None else path.parent)  # type: ignore[union-attr]
+        check_writable_dir(folder if folder is not None else path.parent)  # type: ignore[union-attr]
         self.written: list[Path] = []
 
     def target(self, frame: Frame) -> Path:

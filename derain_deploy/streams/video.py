@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import glob
 import logging
 import os
 from collections.abc import Iterator
@@ -23,8 +24,16 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..image_size import DEFAULT_MAX_PIXELS, pixel_limit_message
 from .base import Frame, SourceInfo, StreamError
-from .files import check_not_input, ensure_writable_dir, one_line, remove_quietly, temp_path
+from .files import (
+    check_not_input,
+    ensure_writable_dir,
+    one_line,
+    remove_created_dirs,
+    remove_quietly,
+    temp_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +64,7 @@ class VideoSource:
         kind: str = "video",
         skip_bad_frames: bool = False,
         timeout: float = 10.0,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.spec = str(spec)
         # A live stream cannot be read again, and packet loss damages frames routinely: its bad
@@ -62,11 +72,14 @@ class VideoSource:
         self.skip_bad_frames = skip_bad_frames or kind == "stream"
         self.bad_frames: list[int] = []
         self.bad_messages: list[str] = []
+        self.timeout = timeout
         options = {"rtsp_transport": "tcp"} if self.spec.lower().startswith("rtsp") else {}
         try:
             self._container = av.open(self.spec, options=options, timeout=timeout)
         except FileNotFoundError:
             raise StreamError(f"no such file: {self.spec}") from None
+        except (av.ExitError, av.error.TimeoutError):  # FFmpeg's interrupt: the timeout ran out
+            raise StreamError(f"timed out after {timeout:g} s opening {self.spec}") from None
         except (av.FFmpegError, OSError, ValueError) as e:
             what = "stream" if kind == "stream" else "video (unsupported format or corrupt file)"
             raise StreamError(f"cannot open {what} {self.spec}: {one_line(e)}") from None
@@ -80,6 +93,7 @@ class VideoSource:
         self._stream = stream
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         frames = stream.frames or None
+        self._frames_exact = frames is not None  # else estimated from duration x rate (+-1 frame)
         if frames is None and kind == "video" and fps:
             duration = None
             if stream.duration is not None and stream.time_base is not None:
@@ -90,6 +104,10 @@ class VideoSource:
                 frames = round(duration * fps)  # an estimate (e.g. Matroska stores no frame count)
         cc = stream.codec_context
         width, height = cc.width or None, cc.height or None
+        size = (width, height) if width and height else None
+        if refusal := pixel_limit_message(f"the video {self.spec}", size, max_pixels):
+            self._container.close()
+            raise StreamError(refusal)
         self.rotation = self._display_rotation() if kind == "video" else 0
         if self.rotation % 180:
             width, height = height, width
@@ -140,7 +158,9 @@ class VideoSource:
                     yield packet
                 return
             except (av.FFmpegError, OSError) as e:
-                if isinstance(e, av.ExitError | av.error.TimeoutError) or errors >= 3:
+                if isinstance(e, av.ExitError | av.error.TimeoutError):
+                    raise StreamError(f"timed out after {self.timeout:g} s reading {self.spec}") from None
+                if errors >= 3:
                     raise StreamError(f"cannot read {self.spec}: {one_line(e)}") from None
                 errors += 1
                 yield None
@@ -192,10 +212,49 @@ class VideoSource:
                     pts -= first_pts
                 yield Frame(image=frame_to_rgb(vf, self.rotation), index=index, pts=pts, time_base=time_base)
                 good += 1
+        self._account(good, good + unknown_bad + len(bad_pts))
+
+    def _account(self, good: int, seen: int) -> None:
+        """Compare the frames read (``seen``, ``good`` of them decoded) with the container's count:
+        a shortfall is an error naming the missing span, or with ``skip_bad_frames`` a warning."""
+        announced = self.info.frames if self.info.kind == "video" else None
+        slack = 0 if self._frames_exact else 1  # duration x average rate rounds (variable rates)
+        if not announced or seen >= announced - slack:
+            return
+        span = f"frame {seen}" if announced - seen == 1 else f"frames {seen}-{announced - 1}"
+        message = (
+            f"decoded {good} of {announced} frames announced by the container ({span} missing) in {self.spec}"
+        )
+        if not self.skip_bad_frames:
+            raise StreamError(message + " (go on without them with --skip-bad-frames)")
+        self.bad_frames.extend(range(seen, announced))
+        self.bad_messages.append(message)
+        log.warning("%s: %d frames missing (skipped)", message, announced - seen)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._container.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_parts(final: Path) -> None:
+    """Remove the temporary files (:func:`temp_path`) that dead processes left beside ``final``;
+    those of running processes (this one included) are kept."""
+    prefix = f".{final.stem}.part-"
+    for part in final.parent.glob(f"{glob.escape(prefix)}*{glob.escape(final.suffix)}"):
+        pid = part.name[len(prefix) : len(part.name) - len(final.suffix)]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.warning("removing %s, left by process %s, which has ended", part, pid)
+            remove_quietly(part)
 
 
 def frame_to_rgb(vf: av.VideoFrame, rotation: int = 0) -> np.ndarray:
@@ -302,7 +361,33 @@ class AudioCarrier:
             self._input.close()
 
 
-class VideoSink:
+class RisingPts:
+    """Output timestamps for a sink: each frame's pts in the sink's ``time_base`` (frames without
+    one are placed at ``frames_written / fps``), moved on where needed so that they rise strictly;
+    ``retimed`` counts the frames whose pts was missing or moved."""
+
+    fps: Fraction
+    time_base: Fraction
+    frames_written: int
+    retimed: int
+    _last_pts: int | None
+
+    def _pts(self, frame: Frame) -> int:
+        pts = frame.pts
+        if pts is not None and frame.time_base and frame.time_base != self.time_base:
+            pts = round(pts * frame.time_base / self.time_base)
+        if pts is None:
+            pts = round(self.frames_written / self.fps / self.time_base)
+        if self._last_pts is not None and pts <= self._last_pts:
+            self.retimed += 1
+            pts = self._last_pts + 1
+        elif frame.pts is None:
+            self.retimed += 1
+        self._last_pts = pts
+        return pts
+
+
+class VideoSink(RisingPts):
     """Writes output frames as H.264 (libx264, yuv420p, ``crf`` = ``quality``) to ``path``.
 
     ``info`` is the source's :class:`SourceInfo`: its time base and frame rate are used for the
@@ -323,7 +408,8 @@ class VideoSink:
         self.path = Path(path)
         if info.kind in ("video", "image") and info.path:
             check_not_input(self.path, Path(info.path))
-        ensure_writable_dir(self.path.parent)
+        self._made_dirs = ensure_writable_dir(self.path.parent)  # removed again if the run fails
+        remove_stale_parts(self.path)
         self.info = info
         self.quality, self.preset = quality, preset
         self.audio_source = info.path if audio and info.has_audio and info.kind == "video" else None
@@ -392,20 +478,6 @@ class VideoSink:
             raise StreamError(f"cannot write frame {frame.index} to {self.path}: {one_line(e)}") from None
         self.frames_written += 1
 
-    def _pts(self, frame: Frame) -> int:
-        pts = frame.pts
-        if pts is not None and frame.time_base and frame.time_base != self.time_base:
-            pts = round(pts * frame.time_base / self.time_base)
-        if pts is None:
-            pts = round(self.frames_written / self.fps / self.time_base)
-        if self._last_pts is not None and pts <= self._last_pts:
-            self.retimed += 1
-            pts = self._last_pts + 1
-        elif frame.pts is None:
-            self.retimed += 1
-        self._last_pts = pts
-        return pts
-
     def close(self) -> None:
         if self._closed:
             return
@@ -437,3 +509,4 @@ class VideoSink:
             with contextlib.suppress(Exception):
                 self._container.close()
         remove_quietly(self._tmp)
+        remove_created_dirs(self._made_dirs)

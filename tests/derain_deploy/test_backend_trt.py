@@ -161,3 +161,73 @@ def test_real_engine_matches_torch(tmp_path: Path) -> None:
             torch.cuda.get_device_name(0),
             str(meta["compute_capability"]),
         )
+
+
+class _Context:
+    """An execution context whose enqueue fails while a graph is being captured."""
+
+    def __init__(self) -> None:
+        self.capturing = False
+        self.runs = 0
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        self.shape = shape
+        return True
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return self.shape
+
+    def set_tensor_address(self, name: str, address: int) -> None:
+        pass
+
+    def execute_async_v3(self, stream: int) -> bool:
+        self.runs += 1
+        return not self.capturing
+
+
+def _stand_in_backend(monkeypatch: pytest.MonkeyPatch) -> tuple[TrtBackend, _Context, list[dict]]:
+    """A TrtBackend on the CPU: torch's CUDA stream and graph calls replaced by recorders; the
+    graph context fails at its exit after a failed enqueue, as CUDA does (capture invalidated)."""
+    import contextlib
+
+    import torch
+
+    context, graph_calls = _Context(), []
+
+    @contextlib.contextmanager
+    def fake_graph(graph: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        graph_calls.append(kwargs)
+        context.capturing = True
+        try:
+            yield
+        except BaseException:
+            message = "CUDA error: operation failed due to a previous error during capture"
+            raise RuntimeError(message) from None
+        finally:
+            context.capturing = False
+
+    monkeypatch.setattr(torch.cuda, "graph", fake_graph)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    backend = TrtBackend.__new__(TrtBackend)
+    backend.context, backend.device = context, torch.device("cpu")
+    backend.input_name, backend.output_name = "rainy", "derained"
+    backend.input_dtype = backend.output_dtype = torch.float32
+    backend.min_shape, backend.max_shape = (1, 3, 8, 8), (2, 3, 64, 64)
+    backend.stream = type("Stream", (), {"cuda_stream": 0, "synchronize": lambda self: None})()
+    backend.cuda_graphs, backend._shape, backend._graph = True, None, None
+    backend.info = type("Info", (), {"details": {}})()
+    return backend, context, graph_calls
+
+
+def test_graph_capture_is_thread_local_and_falls_back_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, context, graph_calls = _stand_in_backend(monkeypatch)
+    with pytest.warns(RuntimeWarning, match=r"CUDA graph capture failed .*execute_async_v3 failed") as caught:
+        backend._prepare((1, 3, 16, 16))
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert graph_calls == [{"stream": backend.stream, "capture_error_mode": "thread_local"}]
+    assert backend._graph is None and backend.info.details["cuda_graphs"] is False
+    assert "execute_async_v3 failed" in str(backend.info.details["cuda_graphs_fallback"])
+    runs = context.runs
+    backend._execute()  # without a graph: plain enqueues
+    assert context.runs == runs + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import onnxruntime
@@ -113,7 +114,7 @@ def test_check_providers_logic() -> None:
     )
     with pytest.raises(BackendError, match="runs on CPUExecutionProvider"):
         check_providers("CUDAExecutionProvider", ["CUDAExecutionProvider"], ["CPUExecutionProvider"])
-    assert provider_list("cuda:1")[1][0] == ("CUDAExecutionProvider", {"device_id": 1})
+    assert provider_list("cuda:1")[1][0] == ("CUDAExecutionProvider", {"device_id": 1, "use_tf32": 0})
     assert provider_list("tensorrt")[0] == "TensorrtExecutionProvider"
     for bad in ("gpu", "cuda:x", "cpu:1"):
         with pytest.raises(BackendError):
@@ -167,3 +168,88 @@ def test_cuda_provider_parity(onnx_file: Path, weights: Path, batch: np.ndarray)
     backend = OrtBackend(onnx_file, device="cuda")
     assert backend.info.details["providers"][0] == "CUDAExecutionProvider"
     assert compare(backend(batch), TorchBackend(weights)(batch), "fp32", "ort cuda").passed
+
+
+class _Arg:
+    def __init__(self, name: str, shape: list[object]) -> None:
+        self.name, self.type, self.shape = name, "tensor(float)", shape
+
+
+class RecordingSession:
+    """Stands in for onnxruntime.InferenceSession: records the providers it was given and
+    reports the first one as running."""
+
+    made: ClassVar[list[list[object]]] = []
+
+    def __init__(self, path: str, sess_options: object = None, providers: list[object] = ()) -> None:
+        RecordingSession.made.append(list(providers))
+        self._providers = [p if isinstance(p, str) else p[0] for p in providers]
+
+    def get_providers(self) -> list[str]:
+        return self._providers
+
+    def get_inputs(self) -> list[_Arg]:
+        return [_Arg("rainy", ["batch", 3, "height", "width"])]
+
+    def get_outputs(self) -> list[_Arg]:
+        return [_Arg("derained", ["batch", 3, "height", "width"])]
+
+    def get_modelmeta(self) -> object:
+        return type("Meta", (), {"custom_metadata_map": {"precision": "fp32"}})()
+
+
+@pytest.fixture
+def recording(monkeypatch: pytest.MonkeyPatch) -> list[list[object]]:
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: gpu)
+    monkeypatch.setattr(onnxruntime, "InferenceSession", RecordingSession)
+    RecordingSession.made = []
+    return RecordingSession.made
+
+
+def _options(providers: list[object], name: str) -> dict[str, object]:
+    return next(p[1] for p in providers if isinstance(p, tuple) and p[0] == name)
+
+
+def test_cuda_fp32_turns_tf32_off_and_tf32_asks_for_it(onnx_file: Path, recording) -> None:
+    backend = OrtBackend(onnx_file, device="cuda")
+    assert _options(recording[-1], "CUDAExecutionProvider")["use_tf32"] == 0
+    assert backend.info.precision == "fp32"
+    backend = OrtBackend(onnx_file, device="cuda", precision="tf32")
+    assert _options(recording[-1], "CUDAExecutionProvider")["use_tf32"] == 1
+    assert backend.info.precision == "tf32"
+    with pytest.raises(BackendError, match="tf32 needs a CUDA GPU"):
+        OrtBackend(onnx_file, device="cpu", precision="tf32")
+
+
+def test_tensorrt_provider_has_engine_cache_and_profile(
+    onnx_file: Path, recording, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DERAIN_DEPLOY_CACHE", str(tmp_path))
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")  # FP32 (see the next test)
+    OrtBackend(onnx_file, device="tensorrt")
+    trt = _options(recording[-1], "TensorrtExecutionProvider")
+    assert trt["trt_engine_cache_enable"] is True and trt["trt_timing_cache_enable"] is True
+    engines = Path(str(trt["trt_engine_cache_path"]))
+    assert engines.is_relative_to(tmp_path / "ort-tensorrt") and engines.is_dir()
+    assert trt["trt_timing_cache_path"] == trt["trt_engine_cache_path"]
+    assert trt["trt_profile_min_shapes"] == "rainy:1x3x64x64"
+    assert trt["trt_profile_opt_shapes"] == "rainy:1x3x720x1280"
+    assert trt["trt_profile_max_shapes"] == "rainy:4x3x1080x1920"
+    assert _options(recording[-1], "CUDAExecutionProvider")["use_tf32"] == 0
+
+
+def test_tensorrt_provider_fp32_needs_the_tf32_override(
+    onnx_file: Path, recording, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ORT's TensorRT provider has no use_tf32 option: TensorRT's TF32 default holds unless
+    # NVIDIA_TF32_OVERRIDE=0, so FP32 is only claimed (or granted) with it.
+    monkeypatch.setenv("DERAIN_DEPLOY_CACHE", str(tmp_path))
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    assert OrtBackend(onnx_file, device="tensorrt").info.precision == "tf32"
+    with pytest.raises(BackendError, match="NVIDIA_TF32_OVERRIDE=0"):
+        OrtBackend(onnx_file, device="tensorrt", precision="fp32")
+    tf32_folder = _options(recording[-1], "TensorrtExecutionProvider")["trt_engine_cache_path"]
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    assert OrtBackend(onnx_file, device="tensorrt", precision="fp32").info.precision == "fp32"
+    assert _options(recording[-1], "TensorrtExecutionProvider")["trt_engine_cache_path"] != tf32_folder

@@ -94,3 +94,49 @@ def test_cuda_fp16_parity(net: DerainNet, batch: np.ndarray) -> None:
     backend = TorchBackend(net, device="cuda", precision="fp16")
     result = compare(backend(batch), reference(net, batch), "fp16", "torch fp16 cuda")
     assert result.passed, result.describe()
+
+
+def _snapshot(net: DerainNet) -> list[tuple[str, torch.dtype, torch.device, tuple[int, ...], torch.Tensor]]:
+    return [(n, p.dtype, p.device, p.stride(), p.detach().clone()) for n, p in net.state_dict().items()]
+
+
+@pytest.mark.parametrize(("precision", "channels_last"), [("fp32", True), ("bf16", True), ("bf16", False)])
+def test_backend_leaves_the_given_module_alone(precision: str, channels_last: bool) -> None:
+    torch.manual_seed(0)
+    net = DerainNet(TINY).eval()
+    before = _snapshot(net)
+    backend = TorchBackend(net, precision=precision, channels_last=channels_last)
+    backend(np.zeros((1, 3, 16, 16), np.float32))
+    assert backend.model is not net
+    after = _snapshot(net)
+    assert [b[:4] for b in before] == [a[:4] for a in after]  # dtype, device, layout
+    assert all(torch.equal(b[4], a[4]) for b, a in zip(before, after))
+
+
+def test_fp32_on_cuda_turns_tf32_off_per_call(net: DerainNet) -> None:
+    from derain_deploy.backends import torch_backend
+
+    assert torch_backend.tf32_setting("cuda", "fp32") is False
+    assert torch_backend.tf32_setting("cuda", "tf32") is True
+    assert torch_backend.tf32_setting("cpu", "fp32") is None
+    seen = []
+
+    class Probe(torch.nn.Module):
+        config = TINY
+
+        def forward(self, x, return_stages=False, stages=None):  # type: ignore[no-untyped-def]
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return x
+
+    backend = TorchBackend(net)
+    backend.model, backend._tf32 = Probe(), False  # as on CUDA with fp32
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        backend(np.zeros((1, 3, 8, 8), np.float32))
+        assert seen == [(False, False)]
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32  # restored
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    with pytest.raises(BackendError, match="tf32 needs a CUDA GPU"):
+        TorchBackend(net, precision="tf32")

@@ -270,6 +270,57 @@ def test_gpu_rows_split_copies_and_compute(tiny: DerainNet) -> None:
     report = run_bench(_spec(["torch@cuda", "torch:fp16@cuda"], batch_sizes=[1], check_parity=True), tiny)
     assert {"cuda:0:fp32", "cuda:0:fp16"} <= set(report.probes)
     for row in report.rows:
-        assert row.memory_kind == "cuda_allocated" and row.peak_memory_mb > 0
-        assert row.h2d_ms > 0 and row.d2h_ms > 0 and row.compute_ms >= 0
+        assert row.memory_kind == "cuda_device_used" and row.peak_memory_mb > 0
+        assert row.h2d_ms > 0 and row.d2h_ms > 0 and row.compute_ms > 0
+        assert row.details["gpu_split"] == "cuda_events"
     assert report.parity_ok and [p.precision for p in report.parity] == ["fp16"]
+
+
+def test_gpu_rows_use_events_and_device_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA a row's split comes from CUDA events (the split helper, faked here) and its memory
+    from cudaMemGetInfo before the backend opened and after the row, not torch's allocator."""
+    from derain_deploy import bench
+
+    free = iter([70 * 2**20, 40 * 2**20])  # after the row: 30 MiB more in use than at the start
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (next(free), 100 * 2**20))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 5 * 2**20)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    calls = []
+
+    def fake_split(backend: object, batch: np.ndarray, device: torch.device) -> dict[str, object]:
+        calls.append(device)
+        return {"h2d_ms": 0.5, "compute_ms": 2.0, "d2h_ms": 0.25, "gpu_split": "cuda_events"}
+
+    monkeypatch.setattr(bench, "gpu_split", fake_split)
+
+    class Identity:
+        info = BackendInfo("torch", "cuda:0", "fp32", {})
+
+        def __call__(self, batch: np.ndarray) -> np.ndarray:
+            return batch
+
+    base = bench.cuda_used_mb(torch.device("cuda", 0))
+    data = bench.rainy_batch(16, 16, 1)
+    spec = BenchSpec([parse_spec("torch@cuda")], min_reps=1, max_reps=1, budget_s=0.0)
+    probes = {"cuda:0:fp32": {"gflops": 1000.0}}
+    row, _ = bench._measure(
+        parse_spec("torch@cuda"), Identity(), spec, (16, 16, 1), data, 0.01, probes, None, True, base
+    )
+    assert calls == [torch.device("cuda", 0)]
+    assert (row.h2d_ms, row.compute_ms, row.d2h_ms) == (0.5, 2.0, 0.25)
+    assert row.memory_kind == "cuda_device_used" and row.peak_memory_mb == 30.0
+    assert row.details["gpu_split"] == "cuda_events" and row.details["torch_allocated_peak_mb"] == 5.0
+
+
+def test_tf32_specs_and_tolerance() -> None:
+    assert parse_spec("torch:tf32@cuda").precision == "tf32"
+    assert parse_spec("ort:tf32@cuda").label == "ort:tf32:concat@cuda"
+    with pytest.raises(SpecError, match="tf32 needs a CUDA device"):
+        parse_spec("torch:tf32")
+    with pytest.raises(SpecError, match="offers"):
+        parse_spec("ov:tf32")
+    ref = np.full((1, 3, 8, 8), 0.5, np.float32)
+    tf32_like = ref + np.random.default_rng(0).normal(0, 2e-4, ref.shape).astype(np.float32)
+    tf32_like[0, 0, 0, 0] += 2e-3  # TF32-sized errors (emulated: 2.2e-3 max, 77 dB): not fp32, yet tf32
+    assert not compare(tf32_like, ref, "fp32", "x").passed and compare(tf32_like, ref, "tf32", "x").passed

@@ -19,6 +19,7 @@ from derain_deploy import cli_eval
 from derain_deploy.backend_spec import parse_specs
 from derain_deploy.evaluate import EvalError, evaluate
 from derain_deploy.model import DerainConfig, DerainNet
+from derain_deploy.output_guard import OutputGuardError
 from derain_deploy.pairs import LayoutError
 from derain_deploy.weights import save_weights
 
@@ -146,7 +147,7 @@ def test_unreadable_and_mismatched_pairs_are_skipped(tiny: DerainNet, dataset: t
 
 def test_library_errors(tiny: DerainNet, dataset: tuple, tmp_path: Path) -> None:
     root, _ = dataset
-    with pytest.raises(EvalError, match="inside the dataset"):
+    with pytest.raises(OutputGuardError, match="inside the input folder"):
         evaluate(root, parse_specs(["torch"]), tiny, save_outputs=root / "out", progress=False)
     for f in (root / "rainy").iterdir():
         f.write_bytes(b"garbage")
@@ -196,3 +197,17 @@ def test_cli_errors(dataset: tuple, weights: str, tmp_path: Path) -> None:
         cli_eval.main, [str(tmp_path / "empty"), "--weights", weights, "--no-progress"]
     )
     assert "no known paired layout" in empty.output
+
+
+def test_unmatched_and_oversized_images_are_named(tiny: DerainNet, dataset: tuple) -> None:
+    root, images = dataset
+    _write(root / "rainy" / "orphan.png", images[0][0])  # no clean partner
+    big = np.zeros((2 * H, W, 3), np.uint8)
+    _write(root / "rainy" / "big.png", big)
+    _write(root / "norain" / "big.png", big)
+    report = evaluate(root, parse_specs(["torch"]), tiny, progress=False, max_pixels=H * W)
+    reasons = dict(report.skipped)
+    assert report.images == 3
+    assert "no clean partner" in reasons["rainy/orphan.png"]
+    assert "big.png is 28x40" in reasons["big"] and "--max-pixels" in reasons["big"]
+    assert "skipped rainy/orphan.png: no clean partner" in report.table()

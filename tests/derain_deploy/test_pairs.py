@@ -82,3 +82,28 @@ def test_nothing_matches_lists_what_was_found(tmp_path: Path) -> None:
         find_pairs(tmp_path / "missing")
     with pytest.raises(LayoutError, match="unknown layout"):
         find_pairs(tmp_path, layout="zip")
+
+
+def test_unmatched_images_are_listed(tmp_path: Path) -> None:
+    for name in ("1", "2"):
+        _img(tmp_path / "rainy" / f"{name}.png")
+    _img(tmp_path / "norain" / "1.png")
+    _img(tmp_path / "norain" / "3.png")
+    ps = find_pairs(tmp_path)
+    assert len(ps) == 1
+    assert [p.relative_to(tmp_path).as_posix() for p in ps.unmatched] == ["norain/3.png", "rainy/2.png"]
+
+
+def test_unreadable_folder_says_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _img(tmp_path / "rainy" / "1.png")
+    _img(tmp_path / "norain" / "1.png")
+    real = Path.iterdir
+
+    def denied(self: Path):  # type: ignore[no-untyped-def]  # chmod 000 does not stop root
+        if self.name == "rainy":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", denied)
+    with pytest.raises(LayoutError, match=r"permission denied: .*rainy$"):
+        find_pairs(tmp_path)

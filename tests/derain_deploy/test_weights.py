@@ -126,3 +126,24 @@ def test_unknown_config_key(tiny: DerainNet, tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as e:
         load_weights(path)
     assert "unknown model config keys: attention" in one_line(e)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"stages": 65}, "stages 65 is out of range 1..64"),
+        ({"stages": 300000}, "stages 300000 is out of range 1..64"),
+        ({"channels": 257}, "channels 257 is out of range 1..256"),
+        ({"channels": 10**7}, "channels 10000000 is out of range 1..256"),
+        ({"dilations": [1] * 17}, "17 dilations, at most 16"),
+        ({"dilations": [1, 10**9]}, "dilation 1000000000 is out of range 1..1024"),
+    ],
+)
+def test_config_sizes_are_bounded_before_the_model_is_built(
+    tiny: DerainNet, tmp_path: Path, override: dict[str, object], message: str
+) -> None:
+    config = json.dumps({**tiny.config.to_dict(), **override})
+    path = save_weights(tiny, tmp_path / "w.safetensors", extra={"config": config})
+    with pytest.raises(WeightsError) as e:
+        load_weights(path)
+    assert message in one_line(e)

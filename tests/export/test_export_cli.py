@@ -64,6 +64,13 @@ def test_unwritable_output_dir(tiny_weights: Path, tmp_path: Path) -> None:
         (["--stages", "0"], "out of range"),
         (["--int8", "--int8-max-loss", "-1"], "must be >= 0"),
         (["--opt-level", "9"], "optimization level"),
+        (["--shape", "1x3x100000x100000"], "at most 16384"),
+        (["--max", "65x3x64x64"], "batch 65 is over 64"),
+        (["--shape", "1x3x8192x8192"], "at most 16777216 pixels"),
+        (["--opset", "5"], "opset 5 is not supported"),
+        (["--opset", "99"], "opset 99 is not supported"),
+        (["--name", "a/b"], "--name 'a/b' must be a plain file name"),
+        (["--name", ""], "must be a plain file name"),
     ],
 )
 def test_invalid_options(tiny_weights: Path, tmp_path: Path, args: list[str], expected: str) -> None:

@@ -126,12 +126,14 @@ def test_stages_out_of_range(tiny_net: DerainNet) -> None:
 
 
 def test_written_files_metadata_round_trip(tiny_export, tiny_weights) -> None:
-    by_precision = {a.precision: a for a in tiny_export.artifacts}
-    assert set(by_precision) == {"fp32", "fp16", "int8"}
+    by_precision = {
+        a.precision + (".tensorrt" if a.target == "tensorrt" else ""): a for a in tiny_export.artifacts
+    }
+    assert set(by_precision) == {"fp32", "fp16", "int8", "int8.tensorrt"}
     for precision, artifact in by_precision.items():
         assert artifact.path.name == f"tiny.s2{'' if precision == 'fp32' else '.' + precision}.onnx"
         meta = read_metadata(str(artifact.path))
-        assert meta["precision"] == precision
+        assert meta["precision"] == precision.removesuffix(".tensorrt")
         assert json.loads(meta["model_config"]) == TINY.to_dict()
         assert meta["weights_sha256"] == file_sha256(tiny_weights)
         assert (meta["stages"], meta["trained_stages"]) == ("2", "3")

@@ -123,3 +123,49 @@ def test_early_exit_report(tiny_export) -> None:
     assert (
         actual_counts(onnx.load(str(fp32.path))).convs == 2 * 10 + 1 + 3
     )  # 2 stages, 1 stage fusion, refine
+
+
+def qdq_figures(proto: onnx.ModelProto) -> dict[str, object]:
+    """Q/DQ node counts, the element types and values of every zero point, and how many
+    DequantizeLinear nodes read an int32 tensor (quantized biases)."""
+    init = {t.name: t for t in proto.graph.initializer}
+    q = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    zero_points = [init[n.input[2]] for n in q + dq if len(n.input) > 2 and n.input[2] in init]
+    return {
+        "q": len(q),
+        "dq": len(dq),
+        "zero_point_types": {onnx.TensorProto.DataType.Name(z.data_type) for z in zero_points},
+        "nonzero_zero_points": sum(int(np.count_nonzero(onnx.numpy_helper.to_array(z))) for z in zero_points),
+        "int32_dq": sum(
+            1 for n in dq if n.input[0] in init and init[n.input[0]].data_type == onnx.TensorProto.INT32
+        ),
+    }
+
+
+def test_tensorrt_int8_file_is_symmetric_int8(tiny_proto: onnx.ModelProto) -> None:
+    # TensorRT on GPUs takes only symmetric INT8 Q/DQ (zero point 0) and no int32 bias DQ.
+    calib, _ = verify.rainy_images(4, 32, 32, seed=6)
+    trt = quantize_int8(tiny_proto, calib, target="tensorrt")
+    figures = qdq_figures(trt)
+    convs = actual_counts(tiny_proto).convs
+    assert figures["q"] >= convs and figures["dq"] >= 2 * convs  # activations and weights
+    assert figures["zero_point_types"] == {"INT8"} and figures["nonzero_zero_points"] == 0
+    assert figures["int32_dq"] == 0
+    precision.check_tensorrt_qdq(trt)
+    cpu = quantize_int8(tiny_proto, calib)  # today's file: u8 activations, int32 biases
+    cpu_figures = qdq_figures(cpu)
+    assert "UINT8" in cpu_figures["zero_point_types"] and cpu_figures["int32_dq"] > 0
+    with pytest.raises(ExportError, match="TensorRT"):
+        precision.check_tensorrt_qdq(cpu)
+
+
+def test_export_writes_both_int8_files(tiny_export) -> None:
+    int8 = {a.path.name: a for a in tiny_export.artifacts if a.precision == "int8"}
+    assert set(int8) == {"tiny.s2.int8.onnx", "tiny.s2.int8.tensorrt.onnx"}
+    precision.check_tensorrt_qdq(onnx.load(str(int8["tiny.s2.int8.tensorrt.onnx"].path)))
+    meta = {p.key: p.value for p in onnx.load(str(int8["tiny.s2.int8.tensorrt.onnx"].path)).metadata_props}
+    assert '"target": "tensorrt"' in meta["quantization"] or "tensorrt" in meta["quantization"]
+    for key in ("int8", "int8_tensorrt"):
+        figures = tiny_export.checks[key]
+        assert figures["loss_db"] <= figures["max_loss_db"], (key, figures)

@@ -29,6 +29,8 @@ def test_parse_shape() -> None:
         ("1x4x480x640", "4 channels"),
         ("1x3xabcx640", "integers"),
         ("", "integers"),
+        ("1x3x16385x640", "at most 16384"),
+        ("65x3x64x64", "batch 65 is over 64"),
     ],
 )
 def test_parse_shape_rejects(text: str, message: str) -> None:

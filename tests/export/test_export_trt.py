@@ -43,6 +43,7 @@ def used_tensorrt_names() -> set[str]:
         "optimization_level",
         "hardware_compatible",
         "version_compatible",
+        "tf32",
         "min",
         "opt",
         "max",
@@ -75,7 +76,9 @@ def test_trtexec_command_dynamic(tmp_path: Path) -> None:
     opts = EngineOptions(
         workspace_mib=2048, optimization_level=4, hardware_compatible=True, version_compatible=True
     )
-    cmd = trtexec_command(tmp_path / "m.fp16.onnx", tmp_path / "m.fp16.engine", profile, opts)
+    cmd = trtexec_command(
+        tmp_path / "m.fp16.onnx", tmp_path / "m.fp16.engine", profile, opts, static_input=False
+    )
     assert cmd[0] == "trtexec"
     assert f"--onnx={tmp_path / 'm.fp16.onnx'}" in cmd and f"--saveEngine={tmp_path / 'm.fp16.engine'}" in cmd
     for flag in [
@@ -100,6 +103,7 @@ def test_trtexec_command_static(tmp_path: Path) -> None:
         tmp_path / "a.engine",
         Profile(s, s, s),
         EngineOptions(timing_cache=tmp_path / "c.cache"),
+        static_input=True,
     )
     assert not any(c.startswith(("--minShapes", "--optShapes", "--maxShapes")) for c in cmd)
     assert f"--timingCacheFile={tmp_path / 'c.cache'}" in cmd
@@ -157,4 +161,109 @@ def test_build_engine_and_sidecar(tiny_weights: Path, tmp_path: Path) -> None:
         sidecar = json.loads(engine.path.with_name(engine.path.name + ".json").read_text())
         assert sidecar["precision"] == engine.precision and sidecar["profiles"] == [profile.to_dict()]
         assert engine.path.read_bytes()[:4] != b"{"  # plain engine, no header
-    assert (tmp_path / "tensorrt.timing.cache").is_file()
+    assert len(list(tmp_path.glob("tensorrt.*.sm*.trt*.timing.cache"))) == 1  # keyed by GPU and version
+
+
+@pytest.fixture
+def fake_trt(monkeypatch: pytest.MonkeyPatch):
+    """A recording ``tensorrt`` and a pretend H200, so that build_engine runs on the CPU."""
+    import sys
+
+    import torch
+    from fake_tensorrt import FakeTensorRT
+
+    fake = FakeTensorRT()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(trt_build, "tensorrt_unavailable", lambda: None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _=0: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda _=0: "NVIDIA H200")
+    return fake
+
+
+def _onnx_file(tmp_path: Path, proto, name: str = "m.onnx") -> Path:  # type: ignore[no-untyped-def]
+    path = tmp_path / name
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
+def test_fp32_build_clears_tf32_and_trtexec_says_no_tf32(fake_trt, tiny_onnx, tmp_path: Path) -> None:
+    onnx_path = _onnx_file(tmp_path, tiny_onnx)
+    profile = make_profile(min="1x3x32x32", opt="1x3x64x64", max="2x3x128x128")
+    side = trt_build.build_engine(
+        onnx_path, tmp_path / "m.engine", profile, EngineOptions(), precision="fp32", onnx_sha256="x"
+    )
+    assert ("BuilderFlag.TF32",) in fake_trt.called("clear_flag")
+    assert side["precision"] == "fp32" and side["tf32"] is False
+    cmd = trtexec_command(onnx_path, tmp_path / "m.engine", profile, EngineOptions(), static_input=False)
+    assert "--noTF32" in cmd
+
+    fake_trt.calls.clear()
+    side = trt_build.build_engine(
+        onnx_path, tmp_path / "t.engine", profile, EngineOptions(tf32=True), precision="fp32", onnx_sha256="x"
+    )
+    assert not fake_trt.called("clear_flag") and side["precision"] == "tf32"
+    cmd = trtexec_command(
+        onnx_path, tmp_path / "t.engine", profile, EngineOptions(tf32=True), static_input=False
+    )
+    assert "--noTF32" not in cmd
+
+
+def test_dynamic_export_with_equal_shapes_keeps_its_profile(fake_trt, tiny_onnx, tmp_path: Path) -> None:
+    # --min = --opt = --max on a dynamic export: TensorRT still needs a profile, trtexec the shapes.
+    onnx_path = _onnx_file(tmp_path, tiny_onnx)
+    s = (1, 3, 256, 256)
+    trt_build.build_engine(
+        onnx_path, tmp_path / "m.engine", Profile(s, s, s), EngineOptions(), precision="fp32", onnx_sha256="x"
+    )
+    assert fake_trt.called("set_shape") == [("rainy", s, s, s)]
+    assert trt_build.onnx_input_is_static(onnx_path.read_bytes()) is False
+    cmd = trtexec_command(
+        onnx_path, tmp_path / "m.engine", Profile(s, s, s), EngineOptions(), static_input=False
+    )
+    assert {
+        "--minShapes=rainy:1x3x256x256",
+        "--optShapes=rainy:1x3x256x256",
+        "--maxShapes=rainy:1x3x256x256",
+    } <= set(cmd)
+
+
+def test_static_export_gets_no_profile(fake_trt, tiny_net, tmp_path: Path) -> None:
+    from export.onnx_export import export_fp32
+
+    s = (1, 3, 32, 48)
+    onnx_path = _onnx_file(tmp_path, export_fp32(tiny_net, static_shape=s))
+    assert trt_build.onnx_input_is_static(onnx_path.read_bytes()) is True
+    trt_build.build_engine(
+        onnx_path, tmp_path / "m.engine", Profile(s, s, s), EngineOptions(), precision="fp32", onnx_sha256="x"
+    )
+    assert fake_trt.called("set_shape") == []
+
+
+def test_timing_cache_is_keyed_by_gpu_and_tensorrt(fake_trt, tiny_onnx, tmp_path: Path) -> None:
+    onnx_path = _onnx_file(tmp_path, tiny_onnx)
+    profile = make_profile()
+    trt_build.build_engine(
+        onnx_path, tmp_path / "m.engine", profile, EngineOptions(), precision="fp32", onnx_sha256="x"
+    )
+    assert [p.name for p in tmp_path.glob("*.timing.cache")] == [
+        "tensorrt.NVIDIA-H200.sm90.trt10.16.1.11.timing.cache"
+    ]
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed: the no-TensorRT path does not apply")
+def test_printed_commands_build_correct_engines(tiny_weights: Path, tmp_path: Path) -> None:
+    """--int8 --engine without TensorRT: INT8 from the TensorRT file, TF32 off, shapes kept for
+    a dynamic export whose profile is one shape."""
+    from export.api import EngineUnavailableError, ExportOptions, export_model
+
+    s = (1, 3, 64, 64)
+    options = ExportOptions(
+        int8=True, engine=True, profile=Profile(s, s, s), bench_shape=None, calibration_frames=4
+    )
+    with pytest.raises(EngineUnavailableError) as caught:
+        export_model(tiny_weights, tmp_path, options)
+    commands = {Path(c[2].removeprefix("--saveEngine=")).name: c for c in caught.value.commands}
+    assert set(commands) == {"tiny.engine", "tiny.int8.engine"}
+    assert f"--onnx={tmp_path / 'tiny.int8.tensorrt.onnx'}" in commands["tiny.int8.engine"]
+    for cmd in commands.values():
+        assert "--noTF32" in cmd and "--optShapes=rainy:1x3x64x64" in cmd

@@ -69,3 +69,34 @@ def test_rain_mix() -> None:
         load(None, ["data.rain_mix={fog: 1}"])
     with pytest.raises(ConfigError, match="expected a table"):
         load(None, ["data.rain_mix=3"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=-1e-3", "optim.lr must be > 0"),
+        ("optim.lr=.nan", "optim.lr: expected a finite number"),
+        ("optim.lr=.inf", "optim.lr: expected a finite number"),
+        ("optim.gamma=-5", r"optim.gamma must be in \(0, 1\]"),
+        ("optim.gamma=1.5", r"optim.gamma must be in \(0, 1\]"),
+        ("optim.grad_clip=-1", "optim.grad_clip must be >= 0"),
+        ("loss.l1=.nan", "loss.l1: expected a finite number"),
+        ("train.threads=-4", "train.threads must be >= 0"),
+        ("train.checkpoint_every=0", "train.checkpoint_every must be >= 1"),
+        ("data.rain=drizzle", "data.rain: unknown rain preset 'drizzle'"),
+        ("val.presets=[drizzle]", "val.presets: unknown rain preset 'drizzle'"),
+        ("data.crop=100000", "data.crop must be at most 4096"),
+        ("model.channels=10000000", "model: channels 10000000 is out of range 1..256"),
+        ("model.stages=300000", "model: stages 300000 is out of range 1..64"),
+    ],
+)
+def test_values_are_validated_key_by_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        load(None, [override])
+    assert "\n" not in str(err.value)
+
+
+def test_out_must_not_be_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(ConfigError, match=r"train.out .* is a file"):
+        load(None, [f"train.out={tmp_path / 'f'}"])

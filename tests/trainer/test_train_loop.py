@@ -185,3 +185,21 @@ def test_sigterm_saves_a_checkpoint_after_the_step(clean_dir: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert "interrupted at iteration 3" in done.stdout and "handler restored: True" in done.stdout
     assert torch.load(tmp_path / "t" / "checkpoint.pt", weights_only=True)["iteration"] == 3
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", b"\x80\x04\x95\x10\x00cos\nsystem\n."])
+def test_init_and_resume_from_a_file_that_is_not_a_checkpoint(
+    clean_dir: Path, tmp_path: Path, content: bytes
+) -> None:
+    fake = tmp_path / "fake.pt"
+    fake.write_bytes(content)
+    overrides = {"train.iterations": 1, "train.init": str(fake)}
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "i", **overrides))
+    with pytest.raises(TrainingError, match=r"train.init: .*fake.pt is not a trainer checkpoint"):
+        train(cfg, progress=False)
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / loop.CHECKPOINT).write_bytes(content)
+    cfg = load(None, tiny_overrides(clean_dir, run, **{"train.iterations": 1}))
+    with pytest.raises(TrainingError, match=r"cannot resume: .*checkpoint.pt is not a trainer checkpoint"):
+        train(cfg, resume=True, progress=False)

@@ -143,3 +143,27 @@ def test_retries_and_failures_reported_per_input(
     assert output_files(out) == {k: ref[k] for k in ("v0.derained.mp4", "v1.derained.mp4", "v2.derained.mkv")}
     assert not (out / "long.derained.mp4").exists()
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_corrupt_frame_inside_a_ray_segment(data: Data, faults: Path, tmp_path: Path, skip: bool) -> None:
+    """A corrupt frame in the second segment: the input fails with that frame's error, or with
+    --skip-bad-frames is done without it (it raised TypeError inside the worker before)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "streams"))
+    from stream_helpers import corrupt_packet, indexed_frames
+
+    from derain_deploy.streams import write_test_video
+
+    video = corrupt_packet(write_test_video(tmp_path / "png.mov", indexed_frames(8), fps=4, codec="png"), 5)
+    out = tmp_path / "out"
+    args = ["--ray", video, "--workers", "2", "--segment-seconds", "1", "--json", "-o", f"{out}/",
+            "--backend", "torch", "--device", "cpu", "--model", data.weights]
+    result = CliRunner().invoke(main, [str(a) for a in args + (["--skip-bad-frames"] if skip else [])])
+    item = json.loads(result.stdout)["items"][0]
+    if skip:
+        assert result.exit_code == 0 and (item["status"], item["frames"]) == ("done", 7), result.output
+    else:
+        assert result.exit_code == 1 and item["status"] == "failed"
+        assert "corrupt frame 5" in item["error"] and "TypeError" not in item["error"], item["error"]

@@ -57,3 +57,28 @@ def test_join_refuses_segments_of_different_encodings(tmp_path: Path) -> None:
     with pytest.raises(StreamError, match="parameters differ"):
         join_segments([a, b], [0, 1], tmp_path / "joined.mp4")
     assert not (tmp_path / "joined.mp4").exists()
+
+
+def _corrupt_png_video(tmp_path: Path) -> Path:
+    """8 PNG-coded frames (every one a keyframe) at 4 fps with frame 5's data zeroed."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "streams"))
+    from stream_helpers import corrupt_packet, indexed_frames
+
+    from derain_deploy.streams import write_test_video
+
+    good = write_test_video(tmp_path / "png.mov", indexed_frames(8), fps=4, codec="png")
+    return corrupt_packet(good, 5)
+
+
+def test_corrupt_frame_inside_a_segment(tmp_path: Path) -> None:
+    """SegmentSource overrode VideoSource._bad with two parameters while the base calls it with
+    three: a corrupt frame inside a segment raised TypeError instead of the frame's error."""
+    video = _corrupt_png_video(tmp_path)
+    inside = next(s for s in plan_segments(video, 1.0) if s.start_pts is not None)
+    assert inside.frames == 4  # frames 4-7; frame 5 is the second of the segment
+    with pytest.raises(StreamError, match=r"corrupt frame 5 at 1\.250 s"):  # named by its place in the file
+        list(SegmentSource(video, inside))
+    source = SegmentSource(video, inside, skip_bad_frames=True)
+    assert [f.index for f in source] == [0, 2, 3] and source.bad_frames == [5]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -204,7 +205,7 @@ def test_compare_images_side_by_side(tmp_path: Path) -> None:
 def test_abort_leaves_no_partial_files(tmp_path: Path) -> None:
     sink = ImageSink(folder=tmp_path / "out")
     sink.abort()
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # a folder is created with its first complete image only
 
 
 def bad_input(folder: Path, case: str) -> Path | str:
@@ -267,3 +268,42 @@ def test_interrupted_image_write_leaves_nothing(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(KeyboardInterrupt):
         write_image(tmp_path / "out.png", np.zeros((4, 4, 3), np.float32))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_image_over_the_pixel_limit_is_refused_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bad_files import huge_png
+
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("the image was decoded")
+
+    path = huge_png(tmp_path / "huge.png")
+    monkeypatch.setattr(cv2, "imdecode", no_decoding)
+    with pytest.raises(StreamError) as err:
+        open_source(path)
+    message = str(err.value)
+    assert "20000x20000" in message and "100 megapixels" in message and "--max-pixels" in message
+    with pytest.raises(StreamError, match="--max-pixels"):  # in a folder too
+        list(open_source(tmp_path))
+
+
+def test_max_pixels_is_honoured(tmp_path: Path) -> None:
+    path = write_raw(tmp_path / "p.png", pattern(h=10, w=10))
+    with pytest.raises(StreamError, match="10x10"):
+        open_source(path, max_pixels=99)
+    assert next(iter(open_source(path, max_pixels=100))).image.shape == (10, 10, 3)
+
+
+def test_unreadable_folder_says_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_tree(tmp_path / "rainy")
+    real_scandir = os.scandir
+
+    def denied(path: object) -> object:  # chmod 000 does not stop root, who runs CI here
+        if Path(str(path)).name == "rainy":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(StreamError, match=r"permission denied: .*rainy"):
+        open_source(tmp_path / "rainy")

@@ -190,3 +190,44 @@ def test_rainy_clip_for_the_demo(tmp_path: Path) -> None:
     assert not np.array_equal(clean[0], clean[1])  # the camera pans
     path = write_test_video(tmp_path / "demo.mp4", rainy, fps=12, audio=True)
     assert probe(path)["audio_codec"] == "aac"
+
+
+@pytest.fixture
+def stalling_server(tmp_path: Path) -> Iterator[tuple[str, list[bytes]]]:
+    """An HTTP server that sends the bytes put in its list (a 200 header first), then stalls."""
+    import socket
+
+    body: list[bytes] = [b""]
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            conn.recv(65536)
+            if body[0]:
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {10 * len(body[0])}\r\n\r\n".encode()
+                conn.sendall(head + body[0])
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/live.mkv", body
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def test_stream_timeouts_say_so(tmp_path: Path, stalling_server: tuple[str, list[bytes]]) -> None:
+    url, body = stalling_server
+    with pytest.raises(StreamError, match=rf"timed out after 0.5 s opening {url}"):
+        open_source(url, timeout=0.5)
+    video = write_test_video(tmp_path / "v.mkv", indexed_frames(8), fps=25).read_bytes()
+    body[0] = video[: len(video) * 2 // 3]  # the header and some frames, then nothing
+    source = open_source(url, timeout=0.5)
+    with pytest.raises(StreamError, match=rf"timed out after 0.5 s reading {url}"):
+        list(source)

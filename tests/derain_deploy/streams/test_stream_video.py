@@ -282,3 +282,54 @@ def test_display_rotation_is_applied(tmp_path: Path) -> None:
     run_identity(open_source(path), sink)
     out = probe(tmp_path / "phone.derained.mp4")
     assert (out["width"], out["height"]) == (32, 48)
+
+
+def truncated_after(path: Path, packets: int) -> Path:
+    """A copy of ``path`` cut at the start of video packet ``packets``: the header still
+    announces every frame, but only the first ``packets`` demux."""
+    with av.open(str(path)) as c:
+        starts = [p.pos for p in c.demux(video=0) if p.size]
+    cut = path.with_name("cut" + path.suffix)
+    cut.write_bytes(path.read_bytes()[: starts[packets]])
+    return cut
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mjpeg"])
+def test_frames_missing_from_a_damaged_file_are_an_error(tmp_path: Path, codec: str) -> None:
+    good = write_test_video(tmp_path / "clip.mkv", indexed_frames(8), fps=25, codec=codec)
+    cut = truncated_after(good, 5)
+    source = open_source(cut)
+    assert source.info.frames == 8  # Matroska stores no count: duration x rate
+    with pytest.raises(StreamError) as err:
+        list(source)
+    message = str(err.value)
+    assert "decoded 5 of 8 frames announced by the container (frames 5-7 missing)" in message
+    assert "cut.mkv" in message and "--skip-bad-frames" in message and "\n" not in message
+
+
+def test_skip_bad_frames_counts_missing_frames(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    good = write_test_video(tmp_path / "clip.mkv", indexed_frames(8), fps=25)
+    source = open_source(truncated_after(good, 5), skip_bad_frames=True)
+    sink = open_sink(source.info, tmp_path / "out.mp4")
+    assert run_identity(source, sink) == 5
+    assert source.bad_frames == [5, 6, 7]
+    assert "3 frames missing" in caplog.text
+
+
+def test_one_frame_short_of_duration_x_rate_is_tolerated(tmp_path: Path) -> None:
+    """Duration x average rate is an estimate (variable rates round): one frame short passes."""
+    good = write_test_video(tmp_path / "clip.mkv", indexed_frames(8), fps=25)
+    source = open_source(truncated_after(good, 7))
+    assert len(list(source)) == 7 and source.bad_frames == []
+
+
+def test_aborted_video_leaves_no_folder_it_made(tmp_path: Path) -> None:
+    """A video output's folders are made at open; a run that fails takes them away again
+    (an existing folder stays)."""
+    source_video = write_test_video(tmp_path / "in.mp4", indexed_frames(2), fps=25)
+    source = open_source(source_video)
+    sink = open_sink(source.info, tmp_path / "new" / "deeper" / "out.mp4")
+    sink.write(next(iter(source)), np.zeros((source.info.height, source.info.width, 3), np.float32))
+    sink.abort()
+    source.close()
+    assert not (tmp_path / "new").exists() and tmp_path.is_dir()
