@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--machine", help="name in the results file [default: from the CPU]")
     parser.add_argument("--out", type=Path, help="results file [default: benchmarks/results/...]")
+    parser.add_argument("--note", default=NOTE, help="how busy the machine was (written to the results)")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     machine = machine_info()
@@ -113,7 +114,7 @@ def main() -> None:
 
         args.machine = machine_slug(machine)
     cases = [run_case(c.strip(), args.seconds, size, args.fps) for c in args.cases.split(",") if c.strip()]
-    report = {"machine": machine, "versions": versions(), "note": NOTE, "cases": cases}
+    report = {"machine": machine, "versions": versions(), "note": args.note, "cases": cases}
     out = args.out or RESULTS / f"live_latency_{args.machine}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, json.dumps(report, indent=2) + "\n")
