@@ -20,7 +20,6 @@ from the model into a work folder (once per graph form and precision).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,27 +27,12 @@ from pathlib import Path
 
 import torch
 
+from .backends import registry
 from .backends.base import Backend, BackendError, FiniteBackend
 from .model import DerainNet
 
-ALIASES = {
-    "torch": "torch",
-    "pytorch": "torch",
-    "ort": "onnxruntime",
-    "onnxruntime": "onnxruntime",
-    "ov": "openvino",
-    "openvino": "openvino",
-    "trt": "tensorrt",
-    "tensorrt": "tensorrt",
-}
-PRECISIONS = {
-    "torch": ("fp32", "tf32", "fp16", "bf16"),
-    "onnxruntime": ("fp32", "tf32", "fp16", "int8"),
-    "openvino": ("fp32", "bf16", "int8"),
-    "tensorrt": ("fp32", "tf32", "fp16", "int8"),
-}  # tf32: FP32 files with TF32 tensor cores allowed (CUDA only); fp32 on a GPU keeps TF32 off
 GRAPHS = ("concat", "split")
-SHORT = {"torch": "torch", "onnxruntime": "ort", "openvino": "ov", "tensorrt": "trt"}
+# Backend names, precisions, devices and options come from the registry (each backend's descriptor).
 
 
 class SpecError(ValueError):
@@ -59,7 +43,7 @@ class SpecError(ValueError):
 class BackendSpec:
     """One backend configuration to run (a row in the bench, a column in the eval)."""
 
-    backend: str  # torch, onnxruntime, openvino, tensorrt
+    backend: str  # a registered backend's name: torch, onnxruntime, openvino, tensorrt
     precision: str = "fp32"
     device: str = "cpu"
     graph: str = "concat"  # ONNX graph form (onnxruntime, openvino, tensorrt): the paper's concat or split
@@ -68,13 +52,17 @@ class BackendSpec:
     file: str | None = None  # an exported model file to use instead of exporting one
 
     @property
+    def descriptor(self) -> registry.BackendDescriptor:
+        return registry.get(self.backend)
+
+    @property
     def label(self) -> str:
+        found = registry.find(self.backend)
+        short = found.short if found else self.backend
         if self.file:
-            return f"{SHORT[self.backend]}={Path(self.file).name}" + (
-                f"@{self.device}" if self.device != "cpu" else ""
-            )
-        parts = [SHORT[self.backend], self.precision]
-        if self.backend != "torch":
+            return f"{short}={Path(self.file).name}" + (f"@{self.device}" if self.device != "cpu" else "")
+        parts = [short, self.precision]
+        if found is None or found.graph_forms:
             parts.append(self.graph)
         if self.channels_last:
             parts.append("cl")
@@ -102,13 +90,11 @@ def parse_spec(text: str, default_device: str = "cpu") -> BackendSpec:
         backend = _backend_name(name, text)
         if not file:
             raise SpecError(f"backend spec {text!r}: no file after '='")
-        if backend == "torch":
-            return _checked(BackendSpec("torch", device=device, file=file), text)
         return _checked(BackendSpec(backend, device=device, file=file), text)
     name, *options = body.split(":")
     fields: dict[str, object] = {"backend": _backend_name(name, text), "device": device}
     for opt in (o.strip().lower() for o in options):
-        if opt in ("fp32", "tf32", "fp16", "bf16", "int8"):
+        if opt in registry.precisions():
             fields["precision"] = opt
         elif opt in GRAPHS:
             fields["graph"] = opt
@@ -125,39 +111,34 @@ def parse_spec(text: str, default_device: str = "cpu") -> BackendSpec:
 
 
 def _backend_name(name: str, text: str) -> str:
-    key = name.strip().lower()
-    if key not in ALIASES:
-        raise SpecError(
-            f"unknown backend {name.strip()!r} in {text!r}; "
-            "expected torch, ort (onnxruntime), ov (openvino) or trt (tensorrt)"
-        )
-    return ALIASES[key]
+    found = registry.find(name)
+    if found is None:
+        raise SpecError(f"unknown backend {name.strip()!r} in {text!r}; expected {registry.expected()}")
+    return found.name
 
 
 def _checked(spec: BackendSpec, text: str) -> BackendSpec:
-    if spec.precision not in PRECISIONS[spec.backend]:
+    d = registry.get(spec.backend)
+    if spec.precision not in d.precisions:
         raise SpecError(
-            f"backend spec {text!r}: {spec.backend} offers {', '.join(PRECISIONS[spec.backend])}, "
-            f"not {spec.precision}"
+            f"backend spec {text!r}: {spec.backend} offers {', '.join(d.precisions)}, not {spec.precision}"
         )
-    if spec.channels_last and spec.backend != "torch":
-        raise SpecError(f"backend spec {text!r}: channels_last applies to torch only")
-    if spec.graph != "concat" and spec.backend == "torch":
-        raise SpecError(
-            f"backend spec {text!r}: the graph form applies to exported models (ort, ov, trt) only"
-        )
+    if spec.channels_last and not d.channels_last:
+        offered = ", ".join(o.short for o in registry.descriptors() if o.channels_last)
+        raise SpecError(f"backend spec {text!r}: channels_last applies to {offered} only")
+    if spec.graph != "concat" and not d.graph_forms:
+        offered = ", ".join(o.short for o in registry.descriptors() if o.graph_forms)
+        raise SpecError(f"backend spec {text!r}: the graph form applies to exported models ({offered}) only")
     if spec.precision == "tf32" and not spec.is_cuda:
         raise SpecError(f"backend spec {text!r}: tf32 needs a CUDA device (add @cuda)")
     if spec.cuda_graphs and not spec.is_cuda:
         raise SpecError(f"backend spec {text!r}: CUDA graphs need a CUDA device (add @cuda)")
-    if spec.backend == "openvino" and spec.device != "cpu":
-        raise SpecError(f"backend spec {text!r}: openvino runs on the CPU only")
-    if spec.backend == "tensorrt" and not spec.is_cuda:
-        spec = spec.with_device("cuda")  # TensorRT runs on a GPU only; the device says so in reports
+    if d.gpu_only and not spec.is_cuda:
+        spec = spec.with_device("cuda")  # e.g. TensorRT runs on a GPU only; the device says so in reports
+    if spec.device.partition(":")[0] not in d.devices:
+        where = "the CPU" if d.devices == ("cpu",) else ", ".join(d.devices)
+        raise SpecError(f"backend spec {text!r}: {spec.backend} runs on {where} only")
     return spec
-
-
-OPTIONAL_RUNTIMES = {"openvino": "openvino", "tensorrt": "tensorrt"}  # backend -> the module it needs
 
 
 def runnable_here(texts: list[str] | tuple[str, ...], note: Callable[[str], None]) -> list[str]:
@@ -172,11 +153,11 @@ def runnable_here(texts: list[str] | tuple[str, ...], note: Callable[[str], None
     kept, notes = [], {}
     for text in texts:
         spec = parse_spec(text)
-        module = OPTIONAL_RUNTIMES.get(spec.backend)
+        module = spec.descriptor.runtime
         if module and importlib.util.find_spec(module) is None:
             notes.setdefault(
                 module,
-                f"note: {module} is not installed: {SHORT[spec.backend]}:* rows left out "
+                f"note: {module} is not installed: {spec.descriptor.short}:* rows left out "
                 "(name one to see why it cannot run)",
             )
         elif spec.precision == "bf16" and spec.device == "cpu" and not native_bf16():
@@ -206,7 +187,9 @@ def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
     from ``model`` in ``workdir``, once per backend kind, graph form and precision."""
     if spec.file:
         return Path(spec.file)
-    kind = "engine" if spec.backend == "tensorrt" else "onnx"
+    kind = registry.get(spec.backend).export_kind
+    if kind is None:
+        raise BackendError(f"{spec.label}: {spec.backend} runs no exported file (name one: NAME=FILE)")
     # OpenVINO's bf16 and every tf32 read the FP32 file; a tf32 engine is built from it with TF32 allowed
     precision = "fp32" if spec.precision in ("bf16", "tf32") else spec.precision
     out = workdir / f"{kind}-{spec.graph}-{precision if kind == 'onnx' else spec.precision}"
@@ -247,40 +230,8 @@ def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> Backend:
 
 
 def _open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> Backend:
-    if spec.backend == "torch":
-        from .backends.torch_backend import TorchBackend
-
-        if spec.cuda_graphs:
-            raise BackendError(f"{spec.label}: the torch backend does not offer CUDA graphs")
-        # a copy: the backend moves, casts and re-lays out the module it is given, in place
-        source = spec.file or copy.deepcopy(model)
-        return TorchBackend(
-            source, device=spec.device, precision=spec.precision, channels_last=spec.channels_last
-        )
-    if spec.backend == "onnxruntime":
-        from .backends.ort_backend import OrtBackend
-
-        if spec.cuda_graphs:
-            raise BackendError(f"{spec.label}: the onnxruntime backend does not offer CUDA graphs here")
-        precision = None if spec.file else spec.precision
-        threads = torch.get_num_threads()  # the bench sets it; the same count as torch and the probe
-        return OrtBackend(exported_path(spec, model, workdir), spec.device, precision, threads=threads)
-    if spec.backend == "openvino":
-        from .backends.openvino_backend import OpenVinoBackend
-
-        if spec.cuda_graphs:
-            raise BackendError(f"{spec.label}: the openvino backend does not offer CUDA graphs")
-        precision = None if spec.file else spec.precision
-        threads = torch.get_num_threads()
-        return OpenVinoBackend(exported_path(spec, model, workdir), "cpu", precision, threads=threads)
-    if spec.backend != "tensorrt":
-        raise BackendError(f"unknown backend {spec.backend!r}; expected one of {', '.join(PRECISIONS)}")
-    from .backends.trt_backend import TrtBackend
-
-    precision = None if spec.file else spec.precision
-    return TrtBackend(
-        exported_path(spec, model, workdir), spec.device, precision, cuda_graphs=spec.cuda_graphs
-    )
+    """The registered backend's own ``open_spec``; an unknown backend is an error."""
+    return registry.get(spec.backend).open_spec(spec, model, workdir)
 
 
 def load_model(

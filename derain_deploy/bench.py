@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from .backend_spec import EAGER_FP32, BackendSpec, Opener, open_spec
+from .backends import registry
 from .backends.base import Backend
 from .cpu import cpu_model_and_flags
 from .model import DerainNet
@@ -360,16 +361,10 @@ def _dist_version(*names: str) -> str | None:
 
 def versions() -> dict[str, str | None]:
     """Installed versions (read from package metadata: nothing heavy is imported)."""
-    return {
-        "derain-deploy": _dist_version("derain-deploy"),
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "onnxruntime": _dist_version("onnxruntime", "onnxruntime-gpu"),
-        "onnx": _dist_version("onnx"),
-        "openvino": _dist_version("openvino"),
-        "tensorrt": _dist_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt_cu12_libs"),
-        "numpy": np.__version__,
-    }
+    found: dict[str, str | None] = {"derain-deploy": _dist_version("derain-deploy")}
+    found.update({d.name: d.version() for d in registry.descriptors()})  # each backend's runtime
+    found.update({"torch_cuda": torch.version.cuda, "onnx": _dist_version("onnx"), "numpy": np.__version__})
+    return found
 
 
 def _sync(device: torch.device) -> None:
@@ -569,7 +564,7 @@ def _row(
         backend=spec_b.backend,
         precision=getattr(backend.info, "precision", spec_b.precision),
         device=spec_b.device,
-        graph=None if spec_b.backend == "torch" else spec_b.graph,
+        graph=spec_b.graph if spec_b.descriptor.graph_forms else None,
         channels_last=spec_b.channels_last,
         cuda_graphs=spec_b.cuda_graphs,
         height=h,

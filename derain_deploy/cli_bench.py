@@ -9,22 +9,13 @@ import click
 
 from .atomic import write_atomic
 from .backend_spec import SpecError, load_model, parse_specs, runnable_here
+from .backends import registry
 from .backends.base import BackendError
 from .bench import BenchError, BenchSpec, run_bench
 from .output_guard import OutputGuardError, check_writes
 from .weights import WeightsError, default_weights_path
 
-DEFAULT_BACKENDS = {
-    "cpu": ("torch", "torch:cl", "ort:concat", "ort:split", "ort:int8:split", "ov:split", "ov:int8:split"),
-    "cuda": (
-        "torch@cuda",
-        "torch:fp16@cuda",
-        "ort@cuda",
-        "ort:fp16@cuda",
-        "trt:fp16@cuda",
-        "trt:fp16:graphs@cuda",
-    ),
-}
+DEFAULT_BACKENDS = registry.default_sets()  # per --device: each backend's descriptor lists its rows
 
 
 def default_backends(device: str) -> list[str]:

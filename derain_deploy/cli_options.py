@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from .backends import BACKENDS
+from .backends import registry
 from .image_size import DEFAULT_MAX_PIXELS
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
+PRECISIONS = registry.precisions()  # every precision some registered backend offers
 
 
 def max_pixels_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -21,5 +21,5 @@ def max_pixels_option(help: str) -> Callable[[Callable[..., Any]], Callable[...,
 
 def backend_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--backend auto|<a registered backend>``."""
-    return click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto",
+    return click.option("--backend", type=click.Choice(["auto", *registry.names()]), default="auto",
                         show_default=True, help=help)

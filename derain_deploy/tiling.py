@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .backends.base import Backend, BackendError, BackendInfo
+from .backends.base import Backend, BackendError, BackendInfo, ContextManaged
 from .model import DerainConfig
 
 DEFAULT_MARGIN = 48  # measured: see the module doc and benchmarks/results/tiling_overlap.json
@@ -95,7 +95,7 @@ def tiled_call(
     return out
 
 
-class TiledBackend:
+class TiledBackend(ContextManaged):
     """Wraps a backend; frames larger than ``tile`` (h, w) go through :func:`tiled_call`."""
 
     def __init__(

@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 
-from .backends.base import BackendInfo
+from .backends.base import BackendInfo, ContextManaged
 
 
-class ToyBackend:
+class ToyBackend(ContextManaged):
     """Returns its input after ``delay`` seconds per call; ``batch_sizes`` lists every call's N."""
 
     def __init__(self, delay: float = 0.0) -> None:

@@ -5,7 +5,8 @@ OpenVINO get an ONNX exported once into the per-user cache), ``.onnx`` (ONNX Run
 ``.engine`` (TensorRT, with its ``.engine.json`` sidecar). No model means the bundled default weights.
 
 ``auto`` picks a TensorRT engine (when one is given) > ONNX Runtime on CUDA > OpenVINO on the CPU
-(when installed and the precision is one it runs) > ONNX Runtime on the CPU, and records what it
+(when installed and the precision is one it runs) > ONNX Runtime on the CPU (the order is the
+backends' descriptors' ``auto_rank``: see :mod:`.registry`), and records what it
 chose and why in ``info.details["chosen_because"]``. Only ``auto`` chooses a backend: a named
 backend with ``--device auto`` runs on that backend's best device (and says which); a named
 backend or device that cannot run is an error, never a fallback. Every backend returned is a
@@ -14,68 +15,35 @@ backend or device that cannot run is an error, never a fallback. Every backend r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from ..weights import WeightsError, default_weights_path
+from . import registry
 from .base import Backend, BackendError, BackendInfo, FiniteBackend
 
 
-def _open_torch(model: Path, device: str, precision: str | None, **options: object) -> Backend:
-    from .torch_backend import TorchBackend
+class _Backends:
+    """``BACKENDS``: the registered backends' names (read from the registry at each use)."""
 
-    if model.suffix != ".safetensors":
-        raise BackendError(
-            f"the torch backend runs .safetensors weights, not {model.suffix or model.name} files"
-        )
-    return TorchBackend(model, device=device, precision=precision or "fp32", **options)  # type: ignore[arg-type]
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(registry.names())
 
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in registry.names()
 
-def _open_ort(model: Path, device: str, precision: str | None, **options: object) -> Backend:
-    from .ort_backend import OrtBackend, check_device
+    def __len__(self) -> int:
+        return len(registry.names())
 
-    check_device("cpu" if device == "auto" else device)  # before any export
-    if model.suffix == ".safetensors":
-        from .onnx_cache import cached_onnx
-
-        model, _ = cached_onnx(model, "fp32" if precision in (None, "tf32") else precision)
-    elif model.suffix != ".onnx":
-        raise BackendError(f"onnxruntime runs .onnx files (or .safetensors weights), not {model.name}")
-    return OrtBackend(model, device="cpu" if device == "auto" else device, precision=precision, **options)  # type: ignore[arg-type]
+    def __repr__(self) -> str:
+        return repr(registry.names())
 
 
-def _open_openvino(model: Path, device: str, precision: str | None, **options: object) -> Backend:
-    from .openvino_backend import FASTEST_GRAPH, OpenVinoBackend, _import_openvino, check_device
-
-    _import_openvino()  # both before any export
-    check_device(device)
-    if model.suffix == ".safetensors":
-        from .onnx_cache import cached_onnx
-
-        file_precision = "int8" if precision == "int8" else "fp32"  # bf16 computes from the FP32 file
-        model, _ = cached_onnx(model, file_precision, FASTEST_GRAPH)
-    elif model.suffix != ".onnx":
-        raise BackendError(f"openvino runs .onnx files (or .safetensors weights), not {model.name}")
-    return OpenVinoBackend(model, device="cpu", precision=precision, **options)  # type: ignore[arg-type]
+BACKENDS = _Backends()
 
 
-def _open_trt(model: Path, device: str, precision: str | None, **options: object) -> Backend:
-    from .trt_backend import TrtBackend
-
-    if model.suffix != ".engine":
-        raise BackendError(
-            f"the tensorrt backend runs .engine files built by derain-export, not {model.name}"
-        )
-    return TrtBackend(model, device="cuda" if device == "auto" else device, precision=precision, **options)  # type: ignore[arg-type]
-
-
-BACKENDS: dict[str, Callable[..., Backend]] = {
-    "torch": _open_torch,
-    "onnxruntime": _open_ort,
-    "openvino": _open_openvino,
-    "tensorrt": _open_trt,
-}
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # plus cuda:N / tensorrt:N
+def devices() -> tuple[str, ...]:
+    """``auto`` and every device kind a backend runs on (each kind may take ``:N`` but cpu)."""
+    return ("auto", *registry.device_kinds())
 
 
 def resolve_model(model: str | Path | None) -> Path:
@@ -85,8 +53,10 @@ def resolve_model(model: str | Path | None) -> Path:
         if model is None:
             raise WeightsError(f"bundled default weights are missing at {path}; reinstall derain-deploy")
         raise BackendError(f"model file not found: {path}")
-    if path.suffix not in (".safetensors", ".onnx", ".engine"):
-        raise BackendError(f"unsupported model file {path.name}: expected .safetensors, .onnx or .engine")
+    known = registry.suffixes()
+    if path.suffix not in known:
+        listed = ", ".join(known[:-1]) + f" or {known[-1]}" if len(known) > 1 else "".join(known)
+        raise BackendError(f"unsupported model file {path.name}: expected {listed}")
     return path
 
 
@@ -97,101 +67,94 @@ def open_backend(
     precision: str | None = None,
     **options: object,
 ) -> Backend:
-    """Open backend ``name`` (auto, torch, onnxruntime, openvino, tensorrt) on ``model`` and ``device``.
+    """Open backend ``name`` (auto, or a registered one: torch, onnxruntime, openvino, tensorrt)
+    on ``model`` and ``device``.
 
     ``precision`` None means the model file's own (fp32 for weights). Extra ``options`` go to the
     backend class (e.g. ``threads`` for onnxruntime, ``channels_last`` for torch)."""
     path = resolve_model(model)
     if name == "auto":
         return FiniteBackend(_open_auto(path, device, precision, **options), model=str(path))
-    if name not in BACKENDS:
-        raise BackendError(f"unknown backend {name!r}; expected auto, {', '.join(BACKENDS)}")
-    if device not in DEVICES and not device.startswith(("cuda:", "tensorrt:")):
+    descriptor = registry.find(name) if name in registry.names() else None
+    if descriptor is None:
+        raise registry.UnknownBackendError(f"unknown backend {name!r}; expected auto, {', '.join(BACKENDS)}")
+    kinds = registry.device_kinds()
+    if device not in devices() and not device.startswith(tuple(f"{k}:" for k in kinds if k != "cpu")):
         raise BackendError(f"unknown device {device!r}; expected auto, cpu, cuda[:N] or tensorrt[:N]")
     why = f"--backend {name} was asked for"
     if device != "auto":
-        backend = BACKENDS[name](path, device, precision, **options)
+        backend = descriptor.open_file(path, device, precision, **options)
     else:  # the named backend's best device, never another backend
-        device, reason = _best_device(name)
+        device, reason = descriptor.best_device()
+        reason = reason or f"{name} runs on the CPU only"
         try:
-            backend = BACKENDS[name](path, device, precision, **options)
+            backend = descriptor.open_file(path, device, precision, **options)
         except BackendError as e:
-            if name != "onnxruntime" or device == "cpu":
+            if not descriptor.retry_on_cpu or device == "cpu":
                 raise
             reason += f" but did not start ({e}); the CPU"
-            backend = _open_ort(path, "cpu", precision, **options)
+            backend = descriptor.open_file(path, "cpu", precision, **options)
         why += f"; --device auto: {reason}"
     backend.info.details.setdefault("chosen_because", why)
     return FiniteBackend(backend, model=str(path))
 
 
-def _best_device(name: str) -> tuple[str, str]:
-    """The device a named backend runs on for ``--device auto``, and why."""
-    if name == "onnxruntime":
-        from .ort_backend import _import_ort
-
-        if "CUDAExecutionProvider" in _import_ort().get_available_providers():
-            return "cuda", "onnxruntime's CUDA provider is present"
-        return "cpu", "this onnxruntime has no CUDA provider"
-    if name == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return "cuda", "torch sees a CUDA GPU"
-        return "cpu", "torch sees no CUDA GPU"
-    if name == "tensorrt":
-        return "cuda", "TensorRT runs on CUDA only"
-    return "cpu", f"{name} runs on the CPU only"
-
-
 def _open_auto(path: Path, device: str, precision: str | None, **options: object) -> Backend:
-    """TensorRT engine > ONNX Runtime CUDA > ONNX Runtime CPU, with the reason recorded."""
-    if path.suffix == ".engine":
-        backend = _open_trt(path, device, precision, **options)
-        return _because(backend, "a TensorRT engine was given")
+    """A file only one backend opens (a TensorRT engine) > the GPU candidates (ONNX Runtime
+    CUDA) > the CPU candidates (OpenVINO, then ONNX Runtime), with the reason recorded. The
+    candidates and their order come from the descriptors' ``auto_rank``."""
+    owner = registry.sole_owner(path.suffix)
+    if owner is not None:
+        backend = owner.open_file(path, device, precision, **options)
+        return _because(backend, f"a {owner.auto_file} was given")
     if device == "cpu":
         return _open_cpu_auto(path, precision, "--device cpu was asked for; ", **options)
     if device != "auto":  # cuda, cuda:N or tensorrt: must run there
-        return _because(_open_ort(path, device, precision, **options), f"--device {device} was asked for")
-    return _open_ort_auto(path, precision, "no TensorRT engine given; ", **options)
+        kind = device.partition(":")[0]
+        candidates = [d for d in registry.auto_candidates("cuda") if kind in d.devices]
+        if not candidates:
+            raise BackendError(f"auto: no backend runs on --device {device}")
+        backend = candidates[0].open_file(path, device, precision, **options)
+        return _because(backend, f"--device {device} was asked for")
+    files = " or ".join(d.auto_file for d in registry.descriptors() if d.auto_file)
+    why = f"no {files} given; " if files else ""
+    for candidate in registry.auto_candidates("cuda"):
+        backend, reason = _try(candidate, "cuda", path, precision, options)
+        if backend is not None:
+            return _because(backend, why + reason)
+        why += reason + "; "
+    return _open_cpu_auto(path, precision, why, **options)
 
 
-def _open_ort_auto(path: Path, precision: str | None, why: str = "", **options: object) -> Backend:
-    """ONNX Runtime on CUDA where its provider is present and starts, else the CPU (saying why)."""
-    from .ort_backend import _import_ort
-
+def _try(
+    candidate: registry.BackendDescriptor, kind: str, path: Path, precision: str | None, options: dict
+) -> tuple[Backend | None, str]:
+    """``candidate`` opened on ``kind`` and the reason recorded, or None and why it did not run."""
+    reason = candidate.auto_check(kind, precision)
+    if reason is not None:
+        return None, reason
     try:
-        providers = _import_ort().get_available_providers()
-    except BackendError:  # not installed: OpenVINO may still run it
-        return _open_cpu_auto(path, precision, why + "onnxruntime is not installed; ", **options)
-    if "CUDAExecutionProvider" not in providers:
-        return _open_cpu_auto(path, precision, why + "this onnxruntime has no CUDA provider; ", **options)
-    try:
-        backend = _open_ort(path, "cuda", precision, **options)
+        backend = candidate.open_file(path, kind, precision, **options)
     except BackendError as e:
-        return _open_cpu_auto(
-            path, precision, why + f"onnxruntime's CUDA provider did not start ({e}); ", **options
-        )
-    return _because(backend, why + "onnxruntime's CUDA provider runs")
+        failed = candidate.auto_failed.get(kind, f"{candidate.name} did not start ({{error}})")
+        return None, failed.format(error=e)
+    return backend, candidate.auto_label.get(kind, f"{candidate.name} runs")
 
 
 def _open_cpu_auto(path: Path, precision: str | None, why: str, **options: object) -> Backend:
-    """OpenVINO where it is installed and runs this precision (the faster CPU runtime in
-    benchmarks/results), else ONNX Runtime on the CPU; ``why`` gets the reason appended."""
-    from .openvino_backend import PRECISIONS, openvino_available
-
-    if not openvino_available():
-        reason = "openvino is not installed"
-    elif precision not in (None, *PRECISIONS):
-        reason = f"openvino does not run {precision}"
-    else:
-        try:
-            backend = _open_openvino(path, "cpu", precision, **options)
-        except BackendError as e:
-            reason = f"openvino cannot run it ({e})"
-        else:
-            return _because(backend, why + "openvino is installed (the faster CPU runtime)")
-    return _because(_open_ort(path, "cpu", precision, **options), why + f"onnxruntime on the CPU: {reason}")
+    """The CPU candidates best first (OpenVINO where it is installed and runs this precision:
+    the faster CPU runtime in benchmarks/results); the last one (ONNX Runtime) runs whatever the
+    others said, with their reasons appended to ``why``."""
+    *first, last = registry.auto_candidates("cpu")
+    reasons = []
+    for candidate in first:
+        backend, reason = _try(candidate, "cpu", path, precision, options)
+        if backend is not None:
+            return _because(backend, why + reason)
+        reasons.append(reason)
+    label = last.auto_label.get("cpu", f"{last.name} on the CPU")
+    backend = last.open_file(path, "cpu", precision, **options)
+    return _because(backend, why + label + (f": {'; '.join(reasons)}" if reasons else ""))
 
 
 def _because(backend: Backend, why: str) -> Backend:
@@ -199,4 +162,4 @@ def _because(backend: Backend, why: str) -> Backend:
     return backend
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "BackendInfo", "open_backend", "resolve_model"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "BackendInfo", "open_backend", "registry", "resolve_model"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -39,6 +39,46 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class ContextManaged:
+    """``with backend: ...`` closes it at the end of the block."""
+
+    def close(self) -> None:  # pragma: no cover - every backend has its own
+        pass
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_nchw(batch: np.ndarray, who: str) -> None:
+    """Stop unless ``batch`` is an Nx3xHxW array (the one input every backend takes)."""
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise BackendError(f"{who}: expected an Nx3xHxW batch, got shape {batch.shape}")
+
+
+class BackendBase(ContextManaged):
+    """The thin base of the backends: :meth:`__call__` checks the batch (:func:`check_nchw`),
+    runs :meth:`infer` (all a backend implements besides opening and :meth:`close`) and clips
+    the output to [0, 1] as float32. ``fresh_output``: ``infer`` returns an array of its own
+    (not a runtime's buffer), which the clip may then overwrite instead of copying."""
+
+    info: BackendInfo
+    who: ClassVar[str] = "backend"  # how errors name the backend: "onnxruntime: expected ..."
+    fresh_output: ClassVar[bool] = False
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        check_nchw(batch, self.who)
+        y = self.infer(batch)
+        if self.fresh_output and y.dtype == np.float32 and y.flags.writeable:
+            return np.clip(y, 0.0, 1.0, out=y)
+        return np.clip(y, 0.0, 1.0).astype(np.float32, copy=False)
+
+
 class NonFiniteOutputError(BackendError):
     """A backend output holding NaN or Inf. ``index``: the frame's place in its batch."""
 
@@ -70,7 +110,7 @@ def probe_batch(info: BackendInfo) -> np.ndarray:
     return np.broadcast_to(rows, shape).astype(np.float32)
 
 
-class FiniteBackend:
+class FiniteBackend(ContextManaged):
     """A backend whose every output is checked for NaN and Inf: a probe frame at open, then each
     batch (see :func:`first_nonfinite`); a non-finite output raises :class:`NonFiniteOutputError`
     naming the model. ``open_backend`` and ``open_spec`` return backends wrapped in it."""

@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
-from .base import BackendError, BackendInfo
+from .base import BackendBase, BackendError, BackendInfo
 from .onnx_check import check_io
 from .ort_backend import cpu_cores
+from .registry import BackendDescriptor, dist_version
+
+if TYPE_CHECKING:
+    from ..backend_spec import BackendSpec
+    from ..model import DerainNet
 
 PRECISIONS = ("fp32", "bf16", "int8")
 _HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the non-quantized remainder in f32
@@ -95,8 +101,10 @@ def conv_precisions(compiled: object) -> set[str]:
     return found
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(BackendBase):
     """An ONNX file on OpenVINO's CPU plugin. ``precision`` None means the file's own."""
+
+    who = "openvino"  # its output is the infer request's buffer: clipped into a copy
 
     def __init__(
         self,
@@ -198,14 +206,76 @@ class OpenVinoBackend:
             self._compiled.popitem(last=False)
         return self._compiled[shape]
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise BackendError(f"openvino: expected an Nx3xHxW batch, got shape {batch.shape}")
+    def infer(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=np.float32)
         request = self.request(tuple(x.shape))
         request.infer({0: x})  # type: ignore[attr-defined]
-        y = request.get_output_tensor(0).data  # type: ignore[attr-defined]
-        return np.clip(y, 0.0, 1.0).astype(np.float32, copy=False)
+        return request.get_output_tensor(0).data  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self._compiled.clear()
+
+
+def open_file(model: Path, device: str, precision: str | None, **options: object) -> OpenVinoBackend:
+    """``derain-run``: an ``.onnx`` file, or weights exported once into the per-user cache."""
+    _import_openvino()  # both before any export
+    check_device(device)
+    if model.suffix == ".safetensors":
+        from .onnx_cache import cached_onnx
+
+        file_precision = "int8" if precision == "int8" else "fp32"  # bf16 computes from the FP32 file
+        model, _ = cached_onnx(model, file_precision, FASTEST_GRAPH)
+    elif model.suffix != ".onnx":
+        raise BackendError(f"openvino runs .onnx files (or .safetensors weights), not {model.name}")
+    return OpenVinoBackend(model, device="cpu", precision=precision, **options)  # type: ignore[arg-type]
+
+
+def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> OpenVinoBackend:
+    """``derain-bench`` / ``derain-eval``: the spec's file, or one exported from ``model`` in ``workdir``."""
+    import torch
+
+    from ..backend_spec import exported_path
+
+    if spec.cuda_graphs:
+        raise BackendError(f"{spec.label}: the openvino backend does not offer CUDA graphs")
+    precision = None if spec.file else spec.precision
+    threads = torch.get_num_threads()
+    return OpenVinoBackend(exported_path(spec, model, workdir), "cpu", precision, threads=threads)
+
+
+def available() -> tuple[bool, str]:
+    if not openvino_available():
+        return False, "openvino is not installed: pip install 'derain-deploy[openvino]'"
+    return True, ""
+
+
+def auto_check(kind: str, precision: str | None) -> str | None:
+    """Why ``auto`` cannot try OpenVINO (None: try it)."""
+    if not openvino_available():
+        return "openvino is not installed"
+    if precision not in (None, *PRECISIONS):
+        return f"openvino does not run {precision}"
+    return None
+
+
+DESCRIPTOR = BackendDescriptor(
+    name="openvino",
+    short="ov",
+    precisions=PRECISIONS,
+    devices=("cpu",),
+    suffixes=(".safetensors", ".onnx"),
+    open_file=open_file,
+    open_spec=open_spec,
+    available=available,
+    order=30,
+    runtime="openvino",
+    version=lambda: dist_version("openvino"),
+    graph_forms=True,
+    export_kind="onnx",
+    cpu_threads=True,
+    bench_defaults={"cpu": ("ov:split", "ov:int8:split")},
+    auto_rank={"cpu": 20},
+    auto_check=auto_check,
+    auto_label={"cpu": "openvino is installed (the faster CPU runtime)"},
+    auto_failed={"cpu": "openvino cannot run it ({error})"},
+)

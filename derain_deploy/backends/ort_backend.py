@@ -20,11 +20,17 @@ import importlib.metadata
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import BackendError, BackendInfo
+from .base import BackendBase, BackendError, BackendInfo
 from .onnx_check import check_batch, check_io
+from .registry import BackendDescriptor, dist_version
+
+if TYPE_CHECKING:
+    from ..backend_spec import BackendSpec
+    from ..model import DerainNet
 
 # device name -> the provider that must run first
 PROVIDERS = {
@@ -192,8 +198,11 @@ def model_precision(metadata: dict[str, str], input_type: str) -> str:
     return "fp16" if input_type == "tensor(float16)" else "fp32"
 
 
-class OrtBackend:
+class OrtBackend(BackendBase):
     """An ONNX file on ONNX Runtime. ``precision`` (if given) must match the file's own."""
+
+    who = "onnxruntime"
+    fresh_output = True  # session.run returns new arrays
 
     def __init__(
         self,
@@ -201,7 +210,6 @@ class OrtBackend:
         device: str = "cpu",
         precision: str | None = None,
         threads: int | None = None,
-        optimized_model_path: str | Path | None = None,
     ) -> None:
         ort = _import_ort()
         path = Path(model)
@@ -228,8 +236,6 @@ class OrtBackend:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # provider load failures are reported by the check below
-        if optimized_model_path:
-            options.optimized_model_filepath = str(optimized_model_path)
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as e:  # ORT raises its own exception classes (Fail, InvalidGraph, ...)
@@ -266,13 +272,90 @@ class OrtBackend:
             },
         )
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise BackendError(f"onnxruntime: expected an Nx3xHxW batch, got shape {batch.shape}")
+    def infer(self, batch: np.ndarray) -> np.ndarray:
         check_batch(batch, self.info.details["input_shape"], Path(str(self.info.details["model"])).name)
         x = np.ascontiguousarray(batch, dtype=self.input_dtype)
         (y,) = self.session.run([self.output_name], {self.input_name: x})
-        return np.clip(y.astype(np.float32, copy=False), 0.0, 1.0)
+        return y.astype(np.float32, copy=False)
 
     def close(self) -> None:
         self.session = None
+
+
+def open_file(model: Path, device: str, precision: str | None, **options: object) -> OrtBackend:
+    """``derain-run``: an ``.onnx`` file, or weights exported once into the per-user cache."""
+    check_device("cpu" if device == "auto" else device)  # before any export
+    if model.suffix == ".safetensors":
+        from .onnx_cache import cached_onnx
+
+        model, _ = cached_onnx(model, "fp32" if precision in (None, "tf32") else precision)
+    elif model.suffix != ".onnx":
+        raise BackendError(f"onnxruntime runs .onnx files (or .safetensors weights), not {model.name}")
+    return OrtBackend(model, device="cpu" if device == "auto" else device, precision=precision, **options)  # type: ignore[arg-type]
+
+
+def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> OrtBackend:
+    """``derain-bench`` / ``derain-eval``: the spec's file, or one exported from ``model`` in ``workdir``."""
+    import torch
+
+    from ..backend_spec import exported_path
+
+    if spec.cuda_graphs:
+        raise BackendError(f"{spec.label}: the onnxruntime backend does not offer CUDA graphs here")
+    precision = None if spec.file else spec.precision
+    threads = torch.get_num_threads()  # the bench sets it; the same count as torch and the probe
+    return OrtBackend(exported_path(spec, model, workdir), spec.device, precision, threads=threads)
+
+
+def available() -> tuple[bool, str]:
+    try:
+        _import_ort()
+    except BackendError as e:
+        return False, str(e)
+    return True, ""
+
+
+def best_device() -> tuple[str, str]:
+    if "CUDAExecutionProvider" in _import_ort().get_available_providers():
+        return "cuda", "onnxruntime's CUDA provider is present"
+    return "cpu", "this onnxruntime has no CUDA provider"
+
+
+def auto_check(kind: str, precision: str | None) -> str | None:
+    """Why ``auto`` cannot try ONNX Runtime on ``kind`` (None: try it)."""
+    if kind != "cuda":
+        return None
+    try:
+        providers = _import_ort().get_available_providers()
+    except BackendError:  # not installed: OpenVINO may still run it
+        return "onnxruntime is not installed"
+    if "CUDAExecutionProvider" not in providers:
+        return "this onnxruntime has no CUDA provider"
+    return None
+
+
+DESCRIPTOR = BackendDescriptor(
+    name="onnxruntime",
+    short="ort",
+    precisions=("fp32", "tf32", "fp16", "int8"),
+    devices=("cpu", "cuda", "tensorrt"),
+    suffixes=(".safetensors", ".onnx"),
+    open_file=open_file,
+    open_spec=open_spec,
+    available=available,
+    order=20,
+    best_device=best_device,
+    retry_on_cpu=True,
+    version=lambda: dist_version("onnxruntime", "onnxruntime-gpu"),
+    graph_forms=True,
+    export_kind="onnx",
+    cpu_threads=True,
+    bench_defaults={
+        "cpu": ("ort:concat", "ort:split", "ort:int8:split"),
+        "cuda": ("ort@cuda", "ort:fp16@cuda"),
+    },
+    auto_rank={"cuda": 20, "cpu": 10},
+    auto_check=auto_check,
+    auto_label={"cuda": "onnxruntime's CUDA provider runs", "cpu": "onnxruntime on the CPU"},
+    auto_failed={"cuda": "onnxruntime's CUDA provider did not start ({error})"},
+)

@@ -17,13 +17,20 @@ failed under capture, not the follow-up "capture invalidated" error CUDA raises 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import BackendError, BackendInfo
+from .base import BackendBase, BackendError, BackendInfo
+from .registry import BackendDescriptor, dist_version
+
+if TYPE_CHECKING:
+    from ..backend_spec import BackendSpec
+    from ..model import DerainNet
 
 # sidecar keys this backend needs; export/trt_build.py writes them (and more)
 SIDECAR_KEYS = ("tensorrt_version", "gpu", "compute_capability")
@@ -108,8 +115,11 @@ def _import_trt():
     return tensorrt
 
 
-class TrtBackend:
+class TrtBackend(BackendBase):
     """A serialized TensorRT engine with one image input and one image output."""
+
+    who = "tensorrt"
+    fresh_output = True  # a host copy of the output buffer
 
     def __init__(
         self, engine: str | Path, device: str = "cuda", precision: str | None = None, cuda_graphs: bool = True
@@ -231,11 +241,9 @@ class TrtBackend:
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise BackendError("tensorrt: execute_async_v3 failed (see the TensorRT log above)")
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        if batch.ndim != 4 or batch.shape[1] != 3:
-            raise BackendError(f"tensorrt: expected an Nx3xHxW batch, got shape {batch.shape}")
         shape = tuple(batch.shape)
         if shape != self._shape:
             self._prepare(shape)
@@ -243,7 +251,7 @@ class TrtBackend:
         with torch.cuda.stream(self.stream):
             self._x.copy_(host)  # converts to the engine's input type
             self._run_bound()
-            out = self._y.float().clamp_(0.0, 1.0).cpu()
+            out = self._y.float().cpu()
         return out.numpy()
 
     def _run_bound(self) -> None:
@@ -270,3 +278,49 @@ class TrtBackend:
         self.context = None
         self.engine = None
         self._x = self._y = None
+
+
+def open_file(model: Path, device: str, precision: str | None, **options: object) -> TrtBackend:
+    """``derain-run``: an ``.engine`` file built by derain-export (with its sidecar)."""
+    if model.suffix != ".engine":
+        raise BackendError(
+            f"the tensorrt backend runs .engine files built by derain-export, not {model.name}"
+        )
+    return TrtBackend(model, device="cuda" if device == "auto" else device, precision=precision, **options)  # type: ignore[arg-type]
+
+
+def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> TrtBackend:
+    """``derain-bench`` / ``derain-eval``: the spec's engine, or one built from ``model`` in ``workdir``."""
+    from ..backend_spec import exported_path
+
+    precision = None if spec.file else spec.precision
+    return TrtBackend(
+        exported_path(spec, model, workdir), spec.device, precision, cuda_graphs=spec.cuda_graphs
+    )
+
+
+def available() -> tuple[bool, str]:
+    if importlib.util.find_spec("tensorrt") is None:
+        return False, "tensorrt is not installed: pip install 'derain-deploy[trt]'"
+    return True, ""
+
+
+DESCRIPTOR = BackendDescriptor(
+    name="tensorrt",
+    short="trt",
+    precisions=("fp32", "tf32", "fp16", "int8"),
+    devices=("cuda", "tensorrt"),
+    suffixes=(".engine",),
+    open_file=open_file,
+    open_spec=open_spec,
+    available=available,
+    order=40,
+    best_device=lambda: ("cuda", "TensorRT runs on CUDA only"),
+    runtime="tensorrt",
+    version=lambda: dist_version("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt_cu12_libs"),
+    graph_forms=True,
+    export_kind="engine",
+    gpu_only=True,
+    bench_defaults={"cuda": ("trt:fp16@cuda", "trt:fp16:graphs@cuda")},
+    auto_file="TensorRT engine",
+)

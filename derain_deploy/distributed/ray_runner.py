@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..backends import registry
 from ..backends.base import BackendError
 from ..job import JobOptions, prepare_backend
 from .driver import JobRun, JobSettings, describe_error
@@ -70,7 +71,8 @@ class DerainWorker:
 
 def _wants_gpu(options: JobOptions, gpus: float) -> bool:
     device = options.device
-    if device.startswith(("cuda", "tensorrt")) or options.backend == "tensorrt":
+    gpu_only = options.backend != "auto" and registry.get(options.backend).gpu_only  # unknown: an error
+    if device.startswith(("cuda", "tensorrt")) or gpu_only:
         if gpus < 1:
             raise BackendError(
                 f"--device {device} / --backend {options.backend} need GPUs; the Ray cluster has none"
@@ -88,7 +90,8 @@ def _worker_options(options: JobOptions, gpu: bool, threads: int) -> JobOptions:
     if gpu and ":" in opts.device:
         opts.device = opts.device.split(":")[0]
     engine = str(opts.model or "").endswith(".engine")
-    takes_threads = opts.backend in ("auto", "onnxruntime", "openvino") and not engine  # the CPU runtimes
+    # the CPU runtimes (auto picks one of them for weights and ONNX files)
+    takes_threads = (opts.backend == "auto" or registry.get(opts.backend).cpu_threads) and not engine
     if not gpu and takes_threads and "threads" not in opts.backend_options:
         opts.backend_options["threads"] = threads
     return opts

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-from ..backends import resolve_model
+from ..backends import registry, resolve_model
 from ..signals import SIGNALS
 from .options import ServeOptions
 
@@ -84,7 +84,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def default_replicas(options: ServeOptions, gpus: float) -> int:
     """One replica per GPU where the backend may use one, else one."""
-    if options.device == "cpu" or options.backend == "openvino" or gpus < 1:
+    cpu_only = options.backend != "auto" and registry.get(options.backend).devices == ("cpu",)
+    if options.device == "cpu" or cpu_only or gpus < 1:
         return 1
     return int(gpus)
 

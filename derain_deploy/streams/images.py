@@ -163,7 +163,6 @@ class ImageSource:
         self.skip_bad_frames = skip_bad_frames
         self.max_pixels = max_pixels
         self.bad_frames: list[int] = []
-        self.bad_messages: list[str] = []
         if Path(spec_s).is_file():
             self.root = Path(spec_s).parent
             self.files = [Path(spec_s)]
@@ -188,11 +187,10 @@ class ImageSource:
                     self._first = None
                 else:
                     image, meta = read_image(path, self.max_pixels)
-            except StreamError as e:
+            except StreamError:
                 if not self.skip_bad_frames:
                     raise
                 self.bad_frames.append(index)
-                self.bad_messages.append(str(e))
                 continue
             name = path.relative_to(self.root).as_posix() if self.info.kind == "folder" else path.name
             yield Frame(image=image, index=index, name=name, meta=meta)

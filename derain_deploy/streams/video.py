@@ -71,7 +71,6 @@ class VideoSource:
         # frames are always skipped (and counted, and logged).
         self.skip_bad_frames = skip_bad_frames or kind == "stream"
         self.bad_frames: list[int] = []
-        self.bad_messages: list[str] = []
         self.timeout = timeout
         options = {"rtsp_transport": "tcp"} if self.spec.lower().startswith("rtsp") else {}
         try:
@@ -142,7 +141,6 @@ class VideoSource:
         if not self.skip_bad_frames:
             raise StreamError(message + " (skip such frames with --skip-bad-frames)")
         self.bad_frames.append(index)
-        self.bad_messages.append(message)
         log.warning("%s (skipped)", message)
         recent = self.bad_frames[-MAX_CONSECUTIVE_ERRORS:]
         if len(recent) == MAX_CONSECUTIVE_ERRORS and max(recent) - min(recent) < MAX_CONSECUTIVE_ERRORS:
@@ -228,7 +226,6 @@ class VideoSource:
         if not self.skip_bad_frames:
             raise StreamError(message + " (go on without them with --skip-bad-frames)")
         self.bad_frames.extend(range(seen, announced))
-        self.bad_messages.append(message)
         log.warning("%s: %d frames missing (skipped)", message, announced - seen)
 
     def close(self) -> None:
