@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from derain_deploy.bench import machine_info
+from derain_deploy.build import verify
+from derain_deploy.build.api import CALIBRATION_SEED, _versions
+from derain_deploy.build.onnx_export import export_fp32, serialize
+from derain_deploy.build.precision import CALIBRATION_CROP, CALIBRATION_FRAMES, quantize_int8, to_fp16
 from derain_deploy.weights import default_weights_path, file_sha256, load_weights
-from export import verify
-from export.api import CALIBRATION_SEED, _versions
-from export.onnx_export import export_fp32, serialize
-from export.precision import CALIBRATION_CROP, CALIBRATION_FRAMES, quantize_int8, to_fp16
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:

@@ -180,10 +180,10 @@ def step_engines(out: Path) -> dict[str, object]:
     profile, each run once against eager FP32 with its precision's tolerance."""
     need("tensorrt", "onnxruntime")
     from derain_deploy.backends.trt_backend import TrtBackend
+    from derain_deploy.build.api import ExportOptions, export_model
+    from derain_deploy.build.profiles import Profile
     from derain_deploy.parity import compare
     from derain_deploy.weights import default_weights_path
-    from export.api import ExportOptions, export_model
-    from export.profiles import Profile
 
     folder = out / "engines"
     options = ExportOptions(

@@ -183,7 +183,7 @@ Opener = Callable[[BackendSpec, DerainNet, Path], Backend]
 
 def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
     """The file ``spec`` runs: its own ``file``, or the ONNX file (or, for tensorrt, the engine)
-    that ``derain-export``'s library (``export.api.export_model``, with all its checks) makes
+    that the builder (``build.api.export_model``, derain-export's library, with all its checks) makes
     from ``model`` in ``workdir``, once per backend kind, graph form and precision."""
     if spec.file:
         return Path(spec.file)
@@ -197,10 +197,10 @@ def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
     if done.is_file():
         return out / done.read_text().strip()
     try:
-        from export.api import ExportOptions, export_model
-        from export.trt_build import EngineOptions
+        from .build.api import ExportOptions, export_model
+        from .build.trt_build import EngineOptions
     except ImportError as e:
-        raise BackendError(f"{spec.label}: the export package is not available ({e})") from None
+        raise BackendError(f"{spec.label}: the artifact builder is not available ({e})") from None
     from .weights import save_weights
 
     weights = workdir / "model.safetensors"

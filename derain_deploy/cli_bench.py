@@ -29,8 +29,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
         SpecError, BackendError, WeightsError, BenchError, OutputGuardError, OSError
     ]  # fmt: skip
     try:
-        from export.onnx_export import ExportError
-        from export.verify import ParityError
+        from .build.onnx_export import ExportError
+        from .build.verify import ParityError
 
         errors += [ExportError, ParityError]
     except ImportError:

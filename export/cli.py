@@ -1,4 +1,4 @@
-"""``derain-export [WEIGHTS] -o DIR``: thin command over :func:`export.api.export_model`.
+"""``derain-export [WEIGHTS] -o DIR``: thin command over :func:`derain_deploy.build.api.export_model`.
 
 Exit codes: 0 success; 1 bad input or a failed check (nothing written); 2 usage error (click);
 3 ONNX files written but TensorRT engines not built (TensorRT or GPU missing: the trtexec
@@ -14,15 +14,21 @@ from pathlib import Path
 import click
 
 from derain_deploy.atomic import write_atomic
+from derain_deploy.build.api import (
+    EngineUnavailableError,
+    ExportOptions,
+    ExportReport,
+    export_model,
+    report_json,
+)
+from derain_deploy.build.onnx_export import DEFAULT_OPSET, GRAPH_FORMS, ExportError
+from derain_deploy.build.profiles import ProfileError, make_profile, parse_shape, shape_str
+from derain_deploy.build.trt_build import EngineOptions
+from derain_deploy.build.verify import ParityError
 from derain_deploy.output_guard import check_writes
 from derain_deploy.weights import WeightsError, default_weights_path
 
 from . import triton
-from .api import EngineUnavailableError, ExportOptions, ExportReport, export_model, report_json
-from .onnx_export import DEFAULT_OPSET, GRAPH_FORMS, ExportError
-from .profiles import ProfileError, make_profile, parse_shape, shape_str
-from .trt_build import EngineOptions
-from .verify import ParityError
 
 EXIT_ERROR = 1
 EXIT_NO_TENSORRT = 3

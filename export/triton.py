@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from derain_deploy.atomic import write_atomic
-
-from .api import ExportReport
-from .onnx_export import ExportError
+from derain_deploy.build.api import ExportReport
+from derain_deploy.build.onnx_export import ExportError
 
 MODEL_NAME = "derain"
 DEFAULT_MAX_BATCH = 4  # an ONNX model with a dynamic batch: the default engine profile's largest batch

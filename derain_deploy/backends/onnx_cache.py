@@ -3,7 +3,7 @@
 ``derain-run`` given weights (or none: the bundled default) and an ONNX backend exports once and
 reuses the file afterwards. Location: ``$DERAIN_DEPLOY_CACHE``, else
 ``$XDG_CACHE_HOME/derain-deploy``, else ``~/.cache/derain-deploy``. Files are written atomically
-and checked (by ``export.api.export_model``) before they enter the cache.
+and checked (by ``derain_deploy.build.api.export_model``) before they enter the cache.
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def cache_path(weights: str | Path, precision: str = "fp32", graph: str | None =
 def _export(weights: Path, path: Path, precision: str, graph: str) -> None:
     """export_model into a private folder beside ``path``, then one atomic rename."""
     try:
-        from export.api import ExportOptions, export_model
+        from ..build.api import ExportOptions, export_model
     except ImportError as e:
-        raise BackendError(f"cannot export {weights.name}: the export package is missing ({e})") from None
+        raise BackendError(f"cannot export {weights.name}: the artifact builder is missing ({e})") from None
     options = ExportOptions(graph=graph, fp16=precision == "fp16", int8=precision == "int8", bench_shape=None)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

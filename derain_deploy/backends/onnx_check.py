@@ -14,7 +14,7 @@ from .base import BackendError
 
 log = logging.getLogger(__name__)
 
-OUR_NAMES = ("rainy", "derained")  # export.onnx_export's INPUT_NAME, OUTPUT_NAME
+OUR_NAMES = ("rainy", "derained")  # build.onnx_export's INPUT_NAME, OUTPUT_NAME
 FLOATS = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
 
 Dim = int | str | None  # a fixed size, a named dynamic one, or unknown

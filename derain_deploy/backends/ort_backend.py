@@ -11,7 +11,7 @@ FP32 on CUDA is FP32: the CUDA provider gets ``use_tf32=0`` (its default is on);
 that variable is refused. The TensorRT provider keeps its engines and timing cache
 under the artifact cache (``$DERAIN_DEPLOY_CACHE/ort-tensorrt/<GPU>.sm<CC>.trt<version>``: one
 folder per GPU and TensorRT version) and gets an explicit profile for dynamic inputs (the
-video profile of export/profiles.py), so it builds once instead of at every new shape.
+video profile of derain_deploy/build/profiles.py), so it builds once instead of at every new shape.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def tensorrt_options(index: int, precision: str, input_name: str, dynamic: bool)
         "trt_int8_enable": precision == "int8",  # Q/DQ in the file: no calibration table
     }
     if dynamic:
-        from export.profiles import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT
+        from ..build.profiles import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT
 
         options["trt_profile_min_shapes"] = _shape_option(input_name, DEFAULT_MIN)
         options["trt_profile_opt_shapes"] = _shape_option(input_name, DEFAULT_OPT)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..backend_spec import BackendSpec
     from ..model import DerainNet
 
-# sidecar keys this backend needs; export/trt_build.py writes them (and more)
+# sidecar keys this backend needs; derain_deploy/build/trt_build.py writes them (and more)
 SIDECAR_KEYS = ("tensorrt_version", "gpu", "compute_capability")
 SIDECAR_FORMAT = "derain-deploy-engine"
 

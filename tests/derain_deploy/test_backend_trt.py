@@ -12,7 +12,7 @@ from derain_deploy.backends import open_backend
 from derain_deploy.backends.base import BackendError
 from derain_deploy.backends.trt_backend import TrtBackend, check_sidecar, read_sidecar, sidecar_path
 
-# as export/trt_build.py writes it (the keys this backend reads, plus a few others)
+# as derain_deploy/build/trt_build.py writes it (the keys this backend reads, plus a few others)
 META = {
     "format": "derain-deploy-engine",
     "tensorrt_version": "10.16.1.11",
@@ -119,17 +119,17 @@ def test_wrong_file_type_refused(tmp_path: Path) -> None:
 
 @pytest.mark.tensorrt
 def test_real_engine_matches_torch(tmp_path: Path) -> None:
-    """An engine built by export/trt_build.py: sidecar accepted, output matches eager PyTorch,
+    """An engine built by derain_deploy/build/trt_build.py: sidecar accepted, output matches eager PyTorch,
     CUDA graph replay gives the same result, shapes outside the profile are refused."""
     import torch
 
     from derain_deploy.backends.onnx_cache import cached_onnx
     from derain_deploy.backends.torch_backend import TorchBackend
+    from derain_deploy.build.profiles import Profile
+    from derain_deploy.build.trt_build import EngineOptions, build_engine
     from derain_deploy.model import DerainConfig, DerainNet
     from derain_deploy.parity import compare
     from derain_deploy.weights import file_sha256, save_weights
-    from export.profiles import Profile
-    from export.trt_build import EngineOptions, build_engine
 
     torch.manual_seed(0)
     net = DerainNet(DerainConfig(stages=2, channels=4)).eval()

@@ -32,7 +32,7 @@ def tiny_net() -> DerainNet:
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_net: DerainNet):
     """The tiny model's FP32 graph (concat form, dynamic shapes), in memory: do not modify."""
-    from export.onnx_export import export_fp32
+    from derain_deploy.build.onnx_export import export_fp32
 
     return export_fp32(tiny_net)
 
@@ -40,7 +40,7 @@ def tiny_onnx(tiny_net: DerainNet):
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path):
     """FP32 + FP16 + INT8 of the tiny model, 2 of 3 stages (early exit), no timings."""
-    from export.api import ExportOptions, export_model
+    from derain_deploy.build.api import ExportOptions, export_model
 
     out = tmp_path_factory.mktemp("tiny_export")
     options = ExportOptions(

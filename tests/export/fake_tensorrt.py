@@ -1,4 +1,4 @@
-"""A recording stand-in for the ``tensorrt`` module: only the names export/trt_build.py uses
+"""A recording stand-in for the ``tensorrt`` module: only the names derain_deploy/build/trt_build.py uses
 (all present in TensorRT 10.16 and 11.4, see data/), each call appended to ``calls``."""
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-import export.api
-from export.api import ExportOptions, export_model
+import derain_deploy.build.api
+from derain_deploy.build.api import ExportOptions, export_model
 from export.cli import EXIT_ERROR, main
 
 
@@ -40,7 +40,8 @@ def test_corrupt_weights(tmp_path: Path) -> None:
 
 
 def test_missing_bundled_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export.api, "default_weights_path", lambda: tmp_path / "derain_default.safetensors")
+    missing = tmp_path / "derain_default.safetensors"
+    monkeypatch.setattr(derain_deploy.build.api, "default_weights_path", lambda: missing)
     assert_one_line_error(run("-o", str(tmp_path / "out")), "bundled default weights are missing")
 
 

@@ -7,10 +7,8 @@ import onnx
 import pytest
 import torch
 
-from derain_deploy.model import DerainConfig, DerainNet
-from derain_deploy.weights import file_sha256
-from export import verify
-from export.onnx_export import (
+from derain_deploy.build import verify
+from derain_deploy.build.onnx_export import (
     ExportError,
     GraphCounts,
     actual_counts,
@@ -20,7 +18,9 @@ from export.onnx_export import (
     read_metadata,
     serialize,
 )
-from export.verify import ParityError, check_fp32_parity, cpu_session, run_eager, run_onnx
+from derain_deploy.build.verify import ParityError, check_fp32_parity, cpu_session, run_eager, run_onnx
+from derain_deploy.model import DerainConfig, DerainNet
+from derain_deploy.weights import file_sha256
 
 TINY = DerainConfig(stages=3, channels=4)  # the tiny_weights fixture's config
 

@@ -5,12 +5,12 @@ import onnx
 import pytest
 import torch
 
+from derain_deploy.build import precision, verify
+from derain_deploy.build.api import ExportOptions, export_model
+from derain_deploy.build.onnx_export import ExportError, actual_counts, export_fp32, serialize
+from derain_deploy.build.precision import check_fp16_structure, quantize_int8, quantized_weights, to_fp16
+from derain_deploy.build.verify import ParityError, check_fp16, compare_quality
 from derain_deploy.model import DerainConfig, DerainNet
-from export import precision, verify
-from export.api import ExportOptions, export_model
-from export.onnx_export import ExportError, actual_counts, export_fp32, serialize
-from export.precision import check_fp16_structure, quantize_int8, quantized_weights, to_fp16
-from export.verify import ParityError, check_fp16, compare_quality
 
 TINY = DerainConfig(stages=3, channels=4)
 
@@ -77,7 +77,7 @@ def test_int8_model_is_qdq_and_close_to_fp32(tiny_export) -> None:
 
 
 def test_int8_weights_fit_seven_bits(tiny_export, tiny_proto: onnx.ModelProto, monkeypatch) -> None:
-    # 8-bit weights saturate VPMADDUBSW on CPUs without VNNI (export/precision.py says why).
+    # 8-bit weights saturate VPMADDUBSW on CPUs without VNNI (derain_deploy/build/precision.py says why).
     int8 = next(a for a in tiny_export.artifacts if a.precision == "int8")
     weights = quantized_weights(onnx.load(str(int8.path)))
     assert weights and 32 <= precision.max_abs_weight(weights) <= precision.WEIGHT_LIMIT

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from export.profiles import (
+from derain_deploy.build.profiles import (
     DEFAULT_MAX,
     DEFAULT_MIN,
     DEFAULT_OPT,

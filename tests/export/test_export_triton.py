@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from export.api import Artifact, ExportOptions, ExportReport, export_model
+from derain_deploy.build.api import Artifact, ExportOptions, ExportReport, export_model
 from export.triton import write_repository
 
 model_config_pb2 = pytest.importorskip(

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from export import trt_build
-from export.profiles import Profile, make_profile
-from export.trt_build import EngineOptions, trtexec_command
+from derain_deploy.build import trt_build
+from derain_deploy.build.profiles import Profile, make_profile
+from derain_deploy.build.trt_build import EngineOptions, trtexec_command
 
 DATA = Path(__file__).parent / "data"
 VERSIONS = ("10.16.1.11", "11.4.0.106")
@@ -149,7 +149,7 @@ def test_no_tensorrt_path(tiny_weights: Path, tmp_path: Path) -> None:
 
 @pytest.mark.tensorrt
 def test_build_engine_and_sidecar(tiny_weights: Path, tmp_path: Path) -> None:
-    from export.api import ExportOptions, export_model
+    from derain_deploy.build.api import ExportOptions, export_model
 
     profile = make_profile(min="1x3x32x32", opt="1x3x64x64", max="2x3x128x128")
     report = export_model(
@@ -228,7 +228,7 @@ def test_dynamic_export_with_equal_shapes_keeps_its_profile(fake_trt, tiny_onnx,
 
 
 def test_static_export_gets_no_profile(fake_trt, tiny_net, tmp_path: Path) -> None:
-    from export.onnx_export import export_fp32
+    from derain_deploy.build.onnx_export import export_fp32
 
     s = (1, 3, 32, 48)
     onnx_path = _onnx_file(tmp_path, export_fp32(tiny_net, static_shape=s))
@@ -254,7 +254,7 @@ def test_timing_cache_is_keyed_by_gpu_and_tensorrt(fake_trt, tiny_onnx, tmp_path
 def test_printed_commands_build_correct_engines(tiny_weights: Path, tmp_path: Path) -> None:
     """--int8 --engine without TensorRT: INT8 from the TensorRT file, TF32 off, shapes kept for
     a dynamic export whose profile is one shape."""
-    from export.api import EngineUnavailableError, ExportOptions, export_model
+    from derain_deploy.build.api import EngineUnavailableError, ExportOptions, export_model
 
     s = (1, 3, 64, 64)
     options = ExportOptions(

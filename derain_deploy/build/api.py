@@ -45,7 +45,7 @@ class EngineUnavailableError(ExportError):
 @dataclass(frozen=True)
 class ExportOptions:
     """What to export. ``shape`` makes a static graph; otherwise batch/height/width are dynamic
-    and ``profile`` (default: video profile, see export.profiles) is used for engines."""
+    and ``profile`` (default: video profile, see derain_deploy.build.profiles) is used for engines."""
 
     graph: str = "concat"  # "concat" (the paper's form) or "split" (no Concat ops)
     stages: int | None = None  # early exit: fewer stages than trained
@@ -78,7 +78,7 @@ class Artifact:
     kind: str  # onnx, engine
     size_bytes: int
     sha256: str
-    target: str = "any"  # INT8 ONNX files: "cpu" or "tensorrt" (export/precision.py says why)
+    target: str = "any"  # INT8 ONNX files: "cpu" or "tensorrt" (derain_deploy/build/precision.py says why)
 
 
 @dataclass
