@@ -18,6 +18,9 @@ on the same GPU count too. The H2D / compute / D2H split is measured with CUDA e
 backend's own stream, from and to pinned host buffers; compute is timed alone where the backend
 runs a device tensor (``run_device``: torch, tensorrt), else it is the p50 minus the copies
 (``details["gpu_split"]`` says which).
+
+The package: :mod:`.report` (schema and rendering), :mod:`.machine` (machine info, versions,
+probes), :mod:`.inputs` (the rainy input); this module is the timing runner.
 """
 
 from __future__ import annotations
@@ -25,34 +28,36 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
-import json
-import math
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .backend_spec import EAGER_FP32, BackendSpec, Opener, open_spec
-from .backends import registry
-from .backends.base import Backend
-from .cpu import cpu_model_and_flags
-from .model import DerainNet
-from .parity import ParityResult, compare
+from ..backend_spec import EAGER_FP32, BackendSpec, Opener, open_spec
+from ..backends.base import Backend
+from ..model import DerainNet
+from ..parity import ParityResult, compare
+from .inputs import PHOTOS, psnr_y_batch, rainy_batch, rainy_frame
+from .machine import (
+    SIMD_FLAGS,
+    _peak_rss_mb,
+    _reset_peak_rss,
+    _sync,
+    cuda_used_mb,
+    machine_info,
+    matmul_probe,
+    usable_cores,
+    versions,
+)
+from .report import SCHEMA, BenchError, BenchReport, BenchRow
 
-SCHEMA = "derain-bench/1"
 CPU_RESOLUTIONS = ((256, 256), (480, 640), (720, 1280))
 GPU_RESOLUTIONS = (*CPU_RESOLUTIONS, (1080, 1920))
 
-
-class BenchError(RuntimeError):
-    """A bench output that cannot be made (e.g. a plot without matplotlib); one line."""
 
 
 @dataclass
@@ -77,406 +82,6 @@ class BenchSpec:
             return [tuple(r) for r in self.resolutions]  # type: ignore[misc]
         gpu = any(s.is_cuda for s in self.backends)
         return list(GPU_RESOLUTIONS if gpu else CPU_RESOLUTIONS)
-
-
-@dataclass
-class BenchRow:
-    label: str
-    backend: str
-    precision: str
-    device: str
-    graph: str | None
-    channels_last: bool
-    cuda_graphs: bool
-    height: int
-    width: int
-    batch: int
-    reps: int
-    p50_ms: float  # per call (one batch)
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    fps: float  # frames per second at the median
-    speedup_vs_eager: float
-    gflop_per_frame: float
-    gflops: float  # achieved GFLOP/s at the median
-    floor_ms: float  # per call at the probe's rate
-    floor_ratio: float
-    peak_memory_mb: float | None
-    memory_kind: str  # "rss" (process high-water mark during the row) or "cuda_allocated"
-    baseline: bool = False
-    psnr_y_clean: float | None = None  # of the output against the clean frames (rain was synthetic)
-    h2d_ms: float | None = None
-    d2h_ms: float | None = None
-    compute_ms: float | None = None  # p50 minus the measured copies (GPU only)
-    details: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass
-class BenchReport:
-    schema: str
-    created: str
-    machine: dict[str, object]
-    versions: dict[str, str | None]
-    model: dict[str, object]
-    settings: dict[str, object]
-    probes: dict[str, dict[str, float]]
-    rows: list[BenchRow]
-    parity: list[ParityResult] = field(default_factory=list)
-
-    @property
-    def parity_ok(self) -> bool:
-        return all(p.passed for p in self.parity)
-
-    def to_dict(self) -> dict[str, object]:
-        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("rows", "parity")}
-        d["rows"] = [_finite(dataclasses.asdict(r)) for r in self.rows]
-        d["parity"] = [p.to_dict() for p in self.parity]
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=str)
-
-    def table(self) -> str:
-        """A plain-text table for the terminal."""
-        head = [
-            "backend",
-            "size",
-            "batch",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "fps",
-            "x eager",
-            "GFLOP/s",
-            "x floor",
-            "peak MB",
-            "PSNR_Y",
-            "reps",
-        ]
-        lines = [
-            [
-                r.label,
-                f"{r.height}x{r.width}",
-                str(r.batch),
-                f"{r.p50_ms:.1f}",
-                f"{r.p90_ms:.1f}",
-                f"{r.p99_ms:.1f}",
-                f"{r.fps:.2f}",
-                f"{r.speedup_vs_eager:.2f}",
-                f"{r.gflops:.1f}",
-                f"{r.floor_ratio:.2f}",
-                "-" if r.peak_memory_mb is None else f"{r.peak_memory_mb:.0f}",
-                "-" if r.psnr_y_clean is None else f"{r.psnr_y_clean:.2f}",
-                str(r.reps),
-            ]
-            for r in self.rows
-        ]
-        widths = [max(len(x) for x in col) for col in zip(head, *lines)]
-
-        def fmt(cells: list[str]) -> str:
-            return "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-            )
-
-        out = [self.summary_line(), fmt(head), fmt(["-" * w for w in widths]), *map(fmt, lines)]
-        gpu_rows = [r for r in self.rows if r.h2d_ms is not None]
-        if gpu_rows:
-            out.append(
-                "GPU split (ms per call): "
-                + "; ".join(
-                    f"{r.label} {r.height}x{r.width} b{r.batch}: H2D {r.h2d_ms:.2f}, "
-                    f"compute {r.compute_ms:.2f}, D2H {r.d2h_ms:.2f}"
-                    for r in gpu_rows
-                )
-            )
-        out.extend(p.describe() for p in self.parity)
-        return "\n".join(out)
-
-    def summary_line(self) -> str:
-        m, probes = self.machine, self.probes
-        probe = ", ".join(f"{k} {v['gflops']:.0f} GFLOP/s" for k, v in probes.items())
-        gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
-        return (
-            f"{m['cpu']} ({m['cores_usable']} cores{gpu}); matmul probe: {probe}; "
-            f"torch {self.versions.get('torch')}, onnxruntime {self.versions.get('onnxruntime')}, "
-            f"openvino {self.versions.get('openvino') or 'not installed'}"
-        )
-
-    def to_markdown(self) -> str:
-        """A Markdown table with the machine, versions and probe above it."""
-        v = self.versions
-        features = " ".join(self.machine.get("cpu_features") or []) or "no SIMD flags read"  # type: ignore[arg-type]
-        lines = [
-            f"Machine: {self.machine['cpu']} ({features}), "
-            f"{self.machine['cores_usable']} cores used"
-            + (f", GPU {self.machine['gpu']}" if self.machine.get("gpu") else "")
-            + f" ({self.created[:10]}).",
-            f"Versions: torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')}, onnx {v.get('onnx')}, "
-            f"openvino {v.get('openvino') or 'not installed'}, "
-            f"TensorRT {v.get('tensorrt') or 'not installed'}.",
-            "Floor: FLOP per frame / "
-            + ", ".join(f"{k} matmul probe {p['gflops']:.0f} GFLOP/s" for k, p in self.probes.items())
-            + f"; model {self.model['macs_per_pixel']:,} MAC/pixel. Times are medians of `reps` calls.",
-            f"Weights: {self.model['weights']}. Input: {self.settings.get('input')}; PSNR_Y is the output's "
-            "against the clean photo (8-bit, Y of YCbCr, peak 255).",
-            "",
-            "| backend | size | batch | ms/frame p50 | ms/frame p90 | frames/s | vs eager FP32 | GFLOP/s "
-            "| x floor | peak MB | PSNR_Y vs clean | parity vs eager FP32 |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-        ]
-        parity = {(p.label, tuple(p.shape)): p for p in self.parity}
-        for r in self.rows:
-            p = parity.get((r.label, (r.batch, 3, r.height, r.width)))
-            check = "reference" if r.baseline else ("-" if p is None else _parity_cell(p))
-            mem = "-" if r.peak_memory_mb is None else f"{r.peak_memory_mb:.0f}"
-            quality = "-" if r.psnr_y_clean is None else f"{r.psnr_y_clean:.2f} dB"
-            lines.append(
-                f"| {r.label} | {r.height}x{r.width} | {r.batch} | {r.p50_ms / r.batch:.1f} "
-                f"| {r.p90_ms / r.batch:.1f} "
-                f"| {r.fps:.2f} | {r.speedup_vs_eager:.2f}x | {r.gflops:.0f} | {r.floor_ratio:.2f} | {mem} "
-                f"| {quality} | {check} |"
-            )
-        return "\n".join(lines) + "\n"
-
-    def plot(self, path: str | Path) -> Path:
-        """A PNG: frames/s per backend, grouped by resolution (log scale), the floor as a line."""
-        try:
-            import matplotlib
-        except ImportError:
-            raise BenchError("--plot needs matplotlib: pip install matplotlib") from None
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        cells = sorted({(r.height, r.width, r.batch) for r in self.rows})
-        labels = list(dict.fromkeys(r.label for r in self.rows))
-        fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(cells) * max(1, len(labels)) / 3), 4.5))
-        width = 0.8 / len(labels)
-        for j, label in enumerate(labels):
-            fps = [
-                next(
-                    (r.fps for r in self.rows if r.label == label and (r.height, r.width, r.batch) == c), 0.0
-                )
-                for c in cells
-            ]
-            ax.bar(
-                [i + (j - (len(labels) - 1) / 2) * width for i in range(len(cells))], fps, width, label=label
-            )
-        for i, c in enumerate(cells):
-            row = next(r for r in self.rows if (r.height, r.width, r.batch) == c)
-            floor_fps = 1000.0 * row.batch / row.floor_ms
-            ax.hlines(
-                floor_fps,
-                i - 0.45,
-                i + 0.45,
-                colors="k",
-                linestyles="--",
-                label="floor (matmul rate)" if i == 0 else None,
-            )
-        ax.set_xticks(range(len(cells)))
-        ax.set_xticklabels([f"{h}x{w}" + (f" b{b}" if b > 1 else "") for h, w, b in cells])
-        ax.set_yscale("log")
-        ax.set_ylabel("frames/s")
-        ax.set_title(
-            f"derain-bench: {self.machine['cpu']}"
-            + (f" / {self.machine['gpu']}" if self.machine.get("gpu") else ""),
-            fontsize=9,
-        )
-        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
-        fig.tight_layout()
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        os.replace(tmp, path)
-        return path
-
-
-def _parity_cell(p: ParityResult) -> str:
-    value = f"{p.max_abs:.1e} max abs" if p.metric == "max_abs" else f"{p.psnr_db:.1f} dB"
-    return value + ("" if p.passed else " FAIL")
-
-
-def _finite(d: dict[str, object]) -> dict[str, object]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-
-# ---------------------------------------------------------------- machine, versions, probe
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-SIMD_FLAGS = (
-    "avx2",
-    "fma",
-    "avx512f",
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx_vnni",
-    "amx_tile",
-    "amx_bf16",
-    "amx_int8",
-)
-
-
-def machine_info() -> dict[str, object]:
-    """CPU model and SIMD features (/proc/cpuinfo), cores, memory, GPU names."""
-    cpu, flags = cpu_model_and_flags()
-    mem_gb = None
-    try:
-        with open("/proc/meminfo") as f:
-            kb = next(int(l.split()[1]) for l in f if l.startswith("MemTotal"))
-        mem_gb = round(kb / 2**20, 1)
-    except (OSError, StopIteration, ValueError):
-        pass
-    gpu = None
-    if torch.cuda.is_available():
-        gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-    return {
-        "cpu": cpu,
-        "cpu_features": [f for f in SIMD_FLAGS if f in flags],
-        "cores_logical": os.cpu_count(),
-        "cores_usable": usable_cores(),
-        "memory_gb": mem_gb,
-        "gpu": gpu,
-        "hostname": platform.node(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def _dist_version(*names: str) -> str | None:
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def versions() -> dict[str, str | None]:
-    """Installed versions (read from package metadata: nothing heavy is imported)."""
-    found: dict[str, str | None] = {"derain-deploy": _dist_version("derain-deploy")}
-    found.update({d.name: d.version() for d in registry.descriptors()})  # each backend's runtime
-    found.update({"torch_cuda": torch.version.cuda, "onnx": _dist_version("onnx"), "numpy": np.__version__})
-    return found
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_probe(
-    device: str = "cpu", n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32
-) -> dict[str, float]:
-    """Best achieved GFLOP/s of an n x n x n matmul (2 n^3 FLOP) over ``repeats`` runs, using the
-    current torch thread count on the CPU; TF32 off for FP32 on a GPU."""
-    dev = torch.device(device)
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(dev, dtype)
-    b = torch.randn(n, n, generator=g).to(dev, dtype)
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        torch.mm(a, b)  # warm-up
-        _sync(dev)
-        best = math.inf
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            torch.mm(a, b)
-            _sync(dev)
-            best = min(best, time.perf_counter() - t0)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-    return {
-        "gflops": 2 * n**3 / best / 1e9,
-        "n": n,
-        "repeats": repeats,
-        "best_ms": best * 1e3,
-        "threads": torch.get_num_threads() if dev.type == "cpu" else 0,
-    }
-
-
-# ---------------------------------------------------------------- input and memory
-
-
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # natural photos bundled with scikit-image
-
-
-def rainy_frame(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A deterministic (rainy, clean) pair of HxWx3 float32 frames: a natural photo bundled with
-    scikit-image, scaled to cover the size and centre-cropped, under heavy synthetic rain."""
-    import cv2
-    import skimage.data
-
-    from .rain import add_rain
-
-    photo = getattr(skimage.data, PHOTOS[seed % len(PHOTOS)])()[..., :3]
-    h, w = photo.shape[:2]
-    scale = max(height / h, width / w)
-    size = (max(width, round(w * scale)), max(height, round(h * scale)))
-    photo = cv2.resize(photo, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-    y, x = (photo.shape[0] - height) // 2, (photo.shape[1] - width) // 2
-    clean = np.ascontiguousarray(photo[y : y + height, x : x + width], dtype=np.float32) / 255.0
-    sample = add_rain(clean, "heavy", seed=seed)
-    return sample.rainy, sample.clean
-
-
-def rainy_batch(height: int, width: int, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(rainy, clean) Nx3xHxW float32 batches of different frames."""
-    pairs = [rainy_frame(height, width, seed + i) for i in range(batch)]
-    rainy, clean = (
-        np.ascontiguousarray(np.stack(x).transpose(0, 3, 1, 2), dtype=np.float32) for x in zip(*pairs)
-    )
-    return rainy, clean
-
-
-def psnr_y_batch(output: np.ndarray, clean: np.ndarray) -> float:
-    """Mean PSNR_Y (published convention) of an NCHW output against the clean frames, after
-    rounding to 8 bits as a saved image would be."""
-    from .metrics import psnr
-
-    def u8(a: np.ndarray) -> np.ndarray:
-        return np.round(np.clip(a.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)
-
-    return float(np.mean([psnr(u8(o), u8(c)) for o, c in zip(output, clean)]))
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process lifetime peak
-    except ImportError:
-        return None
-
-
-def cuda_used_mb(device: torch.device) -> float:
-    """Device memory in use on ``device`` (all allocators, all processes), from cudaMemGetInfo."""
-    free, total = torch.cuda.mem_get_info(device)
-    return (total - free) / 2**20
 
 
 def gpu_split(
@@ -791,3 +396,10 @@ def _run_bench(
         rows=rows,
         parity=parity,
     )
+
+
+__all__ = [
+    "PHOTOS", "SCHEMA", "SIMD_FLAGS", "BenchError", "BenchReport", "BenchRow", "BenchSpec", "cuda_used_mb",
+    "gpu_split", "machine_info", "matmul_probe", "psnr_y_batch", "rainy_batch", "rainy_frame", "run_bench",
+    "time_backend", "usable_cores", "versions",
+]  # fmt: skip
