@@ -25,7 +25,7 @@ import numpy as np
 
 from .base import Frame, SourceInfo, StreamError
 from .files import ensure_writable_dir, one_line
-from .video import AudioCarrier, RisingPts, pad_even, rgb_to_uint8
+from .video import AudioCarrier, RisingPts
 
 log = logging.getLogger(__name__)
 
@@ -169,20 +169,9 @@ class LiveSink(RisingPts):
         self._container, self._stream = container, stream
 
     def write(self, frame: Frame, output: np.ndarray) -> None:
-        if self._closed:
-            raise StreamError(f"{self.target} is already closed")
-        image = pad_even(rgb_to_uint8(output))
-        h, w = image.shape[:2]
-        if self._container is None:
-            self._open(w, h)
+        vf = self._video_frame(frame, output, self.target)
+        pts = vf.pts
         assert self._stream is not None and self._container is not None
-        if (w, h) != (self._stream.width, self._stream.height):
-            raise StreamError(
-                f"frame {frame.index} is {w}x{h}, the output is {self._stream.width}x{self._stream.height}"
-            )
-        pts = self._pts(frame)
-        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
-        vf.pts, vf.time_base = pts, self.time_base
         gop = round(self.encoding.gop_seconds / self.time_base)
         if self._last_key is None or pts - self._last_key >= gop:
             vf.pict_type = av.video.frame.PictureType.I

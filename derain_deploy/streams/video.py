@@ -359,15 +359,39 @@ class AudioCarrier:
 
 
 class RisingPts:
-    """Output timestamps for a sink: each frame's pts in the sink's ``time_base`` (frames without
-    one are placed at ``frames_written / fps``), moved on where needed so that they rise strictly;
-    ``retimed`` counts the frames whose pts was missing or moved."""
+    """What the file and live H.264 sinks share: the output opened at the first frame's size,
+    every frame checked against it, and timestamps: each frame's pts in the sink's ``time_base``
+    (frames without one placed at ``frames_written / fps``), moved on where needed so that they
+    rise strictly; ``retimed`` counts the frames whose pts was missing or moved."""
 
     fps: Fraction
     time_base: Fraction
     frames_written: int
     retimed: int
     _last_pts: int | None
+    _closed: bool
+    _container: av.container.OutputContainer | None
+    _stream: av.video.stream.VideoStream | None
+
+    def _open(self, width: int, height: int) -> None:
+        raise NotImplementedError
+
+    def _video_frame(self, frame: Frame, output: np.ndarray, target: object) -> av.VideoFrame:
+        """``output`` as the next frame to encode, the output opened on the first call."""
+        if self._closed:
+            raise StreamError(f"{target} is already closed")
+        image = pad_even(rgb_to_uint8(output))
+        h, w = image.shape[:2]
+        if self._container is None:
+            self._open(w, h)
+        assert self._stream is not None and self._container is not None
+        if (w, h) != (self._stream.width, self._stream.height):
+            raise StreamError(
+                f"frame {frame.index} is {w}x{h}, the output is {self._stream.width}x{self._stream.height}"
+            )
+        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
+        vf.pts, vf.time_base = self._pts(frame), self.time_base
+        return vf
 
     def _pts(self, frame: Frame) -> int:
         pts = frame.pts
@@ -453,20 +477,9 @@ class VideoSink(RisingPts):
             return
 
     def write(self, frame: Frame, output: np.ndarray) -> None:
-        if self._closed:
-            raise StreamError(f"{self.path} is already closed")
-        image = pad_even(rgb_to_uint8(output))
-        h, w = image.shape[:2]
-        if self._container is None:
-            self._open(w, h)
+        vf = self._video_frame(frame, output, self.path)
+        pts = vf.pts
         assert self._stream is not None and self._container is not None
-        if (w, h) != (self._stream.width, self._stream.height):
-            raise StreamError(
-                f"frame {frame.index} is {w}x{h}, the video is {self._stream.width}x{self._stream.height}"
-            )
-        pts = self._pts(frame)
-        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
-        vf.pts, vf.time_base = pts, self.time_base
         try:
             if self._audio is not None:
                 self._audio.until(float(pts * self.time_base))
