@@ -176,13 +176,7 @@ class LiveSink(RisingPts):
         if self._last_key is None or pts - self._last_key >= gop:
             vf.pict_type = av.video.frame.PictureType.I
             self._last_key = pts
-        try:
-            if self._audio is not None:
-                self._audio.until(float(pts * self.time_base))
-            self._container.mux(self._stream.encode(vf))
-        except (av.FFmpegError, OSError) as e:
-            raise StreamError(f"cannot send frame {frame.index} to {self.target}: {one_line(e)}") from None
-        self.frames_written += 1
+        self._encode(vf, frame, f"cannot send frame {frame.index} to {self.target}")
 
     def close(self) -> None:
         """Flush the encoder and close the container (HLS: the playlist gets its ENDLIST)."""

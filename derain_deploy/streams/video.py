@@ -372,6 +372,7 @@ class RisingPts:
     _closed: bool
     _container: av.container.OutputContainer | None
     _stream: av.video.stream.VideoStream | None
+    _audio: AudioCarrier | None
 
     def _open(self, width: int, height: int) -> None:
         raise NotImplementedError
@@ -392,6 +393,17 @@ class RisingPts:
         vf = av.VideoFrame.from_ndarray(image, format="rgb24")
         vf.pts, vf.time_base = self._pts(frame), self.time_base
         return vf
+
+    def _encode(self, vf: av.VideoFrame, frame: Frame, failure: str) -> None:
+        """Encode and mux ``vf`` (audio first up to its time); ``failure`` starts the error."""
+        assert self._stream is not None and self._container is not None
+        try:
+            if self._audio is not None:
+                self._audio.until(float(vf.pts * self.time_base))
+            self._container.mux(self._stream.encode(vf))
+        except (av.FFmpegError, OSError) as e:
+            raise StreamError(f"{failure}: {one_line(e)}") from None
+        self.frames_written += 1
 
     def _pts(self, frame: Frame) -> int:
         pts = frame.pts
@@ -478,15 +490,7 @@ class VideoSink(RisingPts):
 
     def write(self, frame: Frame, output: np.ndarray) -> None:
         vf = self._video_frame(frame, output, self.path)
-        pts = vf.pts
-        assert self._stream is not None and self._container is not None
-        try:
-            if self._audio is not None:
-                self._audio.until(float(pts * self.time_base))
-            self._container.mux(self._stream.encode(vf))
-        except (av.FFmpegError, OSError) as e:
-            raise StreamError(f"cannot write frame {frame.index} to {self.path}: {one_line(e)}") from None
-        self.frames_written += 1
+        self._encode(vf, frame, f"cannot write frame {frame.index} to {self.path}")
 
     def close(self) -> None:
         if self._closed:
