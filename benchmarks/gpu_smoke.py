@@ -162,7 +162,7 @@ def step_parity(out: Path) -> dict[str, object]:
         )
     notes = []
     if "CUDAExecutionProvider" in ort_providers():
-        from derain_deploy.backends.onnx_cache import cached_onnx
+        from derain_deploy.artifacts import cached_onnx
         from derain_deploy.weights import default_weights_path
 
         onnx_path, _ = cached_onnx(default_weights_path())

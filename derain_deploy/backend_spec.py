@@ -179,48 +179,28 @@ def parse_specs(texts: list[str] | tuple[str, ...], default_device: str = "cpu")
 
 
 Opener = Callable[[BackendSpec, DerainNet, Path], Backend]
+BENCH_FP16_CHECK = (1, 3, 240, 320)
 
 
 def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
     """The file ``spec`` runs: its own ``file``, or the ONNX file (or, for tensorrt, the engine)
-    that the builder (``build.api.export_model``, derain-export's library, with all its checks) makes
-    from ``model`` in ``workdir``, once per backend kind, graph form and precision."""
+    made from ``model`` by the artifact cache in ``workdir`` (:mod:`.artifacts`: the builder's
+    checks, once per graph form and precision)."""
     if spec.file:
         return Path(spec.file)
     kind = registry.get(spec.backend).export_kind
     if kind is None:
         raise BackendError(f"{spec.label}: {spec.backend} runs no exported file (name one: NAME=FILE)")
-    # OpenVINO's bf16 and every tf32 read the FP32 file; a tf32 engine is built from it with TF32 allowed
-    precision = "fp32" if spec.precision in ("bf16", "tf32") else spec.precision
-    out = workdir / f"{kind}-{spec.graph}-{precision if kind == 'onnx' else spec.precision}"
-    done = out / "exported.txt"  # names the file once the export finished
-    if done.is_file():
-        return out / done.read_text().strip()
-    try:
-        from .build.api import ExportOptions, export_model
-        from .build.trt_build import EngineOptions
-    except ImportError as e:
-        raise BackendError(f"{spec.label}: the artifact builder is not available ({e})") from None
+    from .artifacts import ArtifactCache
     from .weights import save_weights
 
     weights = workdir / "model.safetensors"
     if not weights.is_file():
         save_weights(model, weights)
-    options = ExportOptions(
-        graph=spec.graph,
-        fp16=precision == "fp16",
-        int8=precision == "int8",
-        engine=kind == "engine",  # the default video profile: batch 1..4, 64x64 to 1080x1920
-        engine_options=EngineOptions(tf32=spec.precision == "tf32"),
-        name="derain",
-        bench_shape=None,  # the bench times it itself
-        fp16_large_shape=(1, 3, 240, 320),  # the NaN/Inf check; the bench's parity check covers the rest
-    )
-    report = export_model(weights, out, options)
-    wanted = spec.precision if kind == "engine" else precision  # the engine's sidecar says tf32
-    artifact = report.artifact(kind, wanted, tensorrt=spec.device.startswith("tensorrt"))
-    done.write_text(artifact.path.name)
-    return artifact.path
+    # the NaN/Inf check at a bench-sized shape; the bench's parity check covers the rest
+    cache = ArtifactCache(workdir, fp16_check_shape=BENCH_FP16_CHECK, name="derain")
+    tensorrt = spec.device.startswith("tensorrt")  # ONNX Runtime's TensorRT provider: the TensorRT INT8 file
+    return cache.model_file(kind, weights, spec.precision, spec.graph, tensorrt=tensorrt)
 
 
 def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> Backend:

@@ -221,7 +221,7 @@ def open_file(model: Path, device: str, precision: str | None, **options: object
     _import_openvino()  # both before any export
     check_device(device)
     if model.suffix == ".safetensors":
-        from .onnx_cache import cached_onnx
+        from ..artifacts import cached_onnx
 
         file_precision = "int8" if precision == "int8" else "fp32"  # bf16 computes from the FP32 file
         model, _ = cached_onnx(model, file_precision, FASTEST_GRAPH)

@@ -74,7 +74,7 @@ def tensorrt_dist_version() -> str | None:
 
 def tensorrt_cache_folder(index: int) -> Path:
     """Where ONNX Runtime's TensorRT provider keeps engines and timing caches for GPU ``index``."""
-    from .onnx_cache import cache_dir
+    from ..artifacts import user_cache_dir
 
     gpu, capability = "gpu", "unknown"
     try:
@@ -86,7 +86,7 @@ def tensorrt_cache_folder(index: int) -> Path:
     except ImportError:
         pass
     name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', gpu).strip('-')}.sm{capability}.trt{tensorrt_dist_version()}"
-    return cache_dir() / "ort-tensorrt" / (name + (".notf32" if tf32_overridden_off() else ".tf32"))
+    return user_cache_dir() / "ort-tensorrt" / (name + (".notf32" if tf32_overridden_off() else ".tf32"))
 
 
 def tf32_overridden_off() -> bool:
@@ -286,7 +286,7 @@ def open_file(model: Path, device: str, precision: str | None, **options: object
     """``derain-run``: an ``.onnx`` file, or weights exported once into the per-user cache."""
     check_device("cpu" if device == "auto" else device)  # before any export
     if model.suffix == ".safetensors":
-        from .onnx_cache import cached_onnx
+        from ..artifacts import cached_onnx
 
         model, _ = cached_onnx(model, "fp32" if precision in (None, "tf32") else precision)
     elif model.suffix != ".onnx":

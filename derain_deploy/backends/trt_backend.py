@@ -128,8 +128,7 @@ class TrtBackend(BackendBase):
 
         path = Path(engine)
         meta = read_sidecar(path)
-        if not device.startswith("cuda"):
-            raise BackendError(f"tensorrt runs on a CUDA GPU; device {device!r} was asked for")
+        check_device(device)
         if not torch.cuda.is_available():
             raise BackendError("tensorrt: torch sees no CUDA GPU here (a CUDA build of torch is needed)")
         self.device = torch.device(device if ":" in device else "cuda:0")
@@ -280,13 +279,26 @@ class TrtBackend(BackendBase):
         self._x = self._y = None
 
 
+def check_device(device: str) -> None:
+    if not device.startswith("cuda"):
+        raise BackendError(f"tensorrt runs on a CUDA GPU; device {device!r} was asked for")
+
+
 def open_file(model: Path, device: str, precision: str | None, **options: object) -> TrtBackend:
-    """``derain-run``: an ``.engine`` file built by derain-export (with its sidecar)."""
-    if model.suffix != ".engine":
+    """``derain-run``: an ``.engine`` file built by derain-export (with its sidecar), or weights
+    built once into an engine for this GPU and TensorRT version in the per-user artifact cache."""
+    device = "cuda" if device == "auto" else device
+    if model.suffix == ".safetensors":
+        from ..artifacts import cached_engine
+
+        check_device(device)  # before any build
+        model, _ = cached_engine(model, precision or "fp32")
+    elif model.suffix != ".engine":
         raise BackendError(
-            f"the tensorrt backend runs .engine files built by derain-export, not {model.name}"
+            "the tensorrt backend runs .engine files built by derain-export (or .safetensors "
+            f"weights), not {model.name}"
         )
-    return TrtBackend(model, device="cuda" if device == "auto" else device, precision=precision, **options)  # type: ignore[arg-type]
+    return TrtBackend(model, device=device, precision=precision, **options)  # type: ignore[arg-type]
 
 
 def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> TrtBackend:
@@ -310,7 +322,7 @@ DESCRIPTOR = BackendDescriptor(
     short="trt",
     precisions=("fp32", "tf32", "fp16", "int8"),
     devices=("cuda", "tensorrt"),
-    suffixes=(".engine",),
+    suffixes=(".safetensors", ".engine"),
     open_file=open_file,
     open_spec=open_spec,
     available=available,

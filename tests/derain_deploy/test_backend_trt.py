@@ -123,7 +123,7 @@ def test_real_engine_matches_torch(tmp_path: Path) -> None:
     CUDA graph replay gives the same result, shapes outside the profile are refused."""
     import torch
 
-    from derain_deploy.backends.onnx_cache import cached_onnx
+    from derain_deploy.artifacts import cached_onnx
     from derain_deploy.backends.torch_backend import TorchBackend
     from derain_deploy.build.profiles import Profile
     from derain_deploy.build.trt_build import EngineOptions, build_engine

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from derain_deploy.artifacts import cached_onnx, user_cache
 from derain_deploy.backends import open_backend
 from derain_deploy.backends.base import BackendError
-from derain_deploy.backends.onnx_cache import cache_path, cached_onnx
 from derain_deploy.backends.torch_backend import TorchBackend
 from derain_deploy.model import DerainConfig, DerainNet
 from derain_deploy.parity import compare
@@ -133,7 +133,8 @@ def test_open_backend_exports_the_split_graph(
     weights: Path, files: dict[str, Path], batch: np.ndarray
 ) -> None:
     backend = open_backend("openvino", weights)
-    assert Path(str(backend.info.details["model"])) == cache_path(weights, "fp32", "split") == files["fp32"]
+    cached = user_cache().onnx_path(weights, "fp32", "split")
+    assert Path(str(backend.info.details["model"])) == cached == files["fp32"]
     assert "--backend openvino was asked for" in str(backend.info.details["chosen_because"])
     with pytest.raises(BackendError, match="runs on the CPU only"):
         open_backend("openvino", weights, device="cuda")
@@ -155,7 +156,7 @@ def test_bench_specs_open_openvino(tmp_path: Path, batch: np.ndarray) -> None:
     model = DerainNet(TINY).eval()
     fp32 = open_spec(parse_spec("ov:split"), model, tmp_path)
     assert fp32.info.name == "openvino" and fp32.info.precision == "fp32"
-    assert Path(str(fp32.info.details["model"])).parent == tmp_path / "onnx-split-fp32"
+    assert Path(str(fp32.info.details["model"])).parent.parent == tmp_path / "onnx"  # the artifact cache
     result = compare(fp32(batch), TorchBackend(model)(batch), "fp32", "ov:split")
     assert result.passed, result.describe()
     if HAS_BF16:  # bf16 computes the same FP32 file: no second export

@@ -10,9 +10,9 @@ import onnxruntime
 import pytest
 import torch
 
+from derain_deploy.artifacts import cached_onnx, user_cache, user_cache_dir
 from derain_deploy.backends import open_backend
 from derain_deploy.backends.base import BackendError
-from derain_deploy.backends.onnx_cache import cache_dir, cache_path, cached_onnx
 from derain_deploy.backends.ort_backend import OrtBackend, check_providers, cpu_cores, provider_list
 from derain_deploy.backends.torch_backend import TorchBackend
 from derain_deploy.model import DerainConfig, DerainNet
@@ -72,13 +72,13 @@ def test_cache_reuses_and_keys_by_weights(
 ) -> None:
     again, exported = cached_onnx(weights)
     assert again == onnx_file and not exported
-    assert cache_dir() == cache
+    assert user_cache_dir() == cache
     assert not [p for p in onnx_file.parent.iterdir() if p.name.startswith(".")]  # no temp files left
-    assert cache_path(weights) == onnx_file
+    assert user_cache().onnx_path(weights) == onnx_file
     torch.manual_seed(3)
     other = save_weights(DerainNet(TINY), tmp_path / "tiny.safetensors")  # same name, other weights
-    assert cache_path(other) != onnx_file
-    assert cache_path(weights, graph="split") != onnx_file
+    assert user_cache().onnx_path(other) != onnx_file
+    assert user_cache().onnx_path(weights, graph="split") != onnx_file
     with pytest.raises(BackendError, match=r"no bf16 ONNX can be exported \(bf16 runs on the torch backend"):
         cached_onnx(weights, precision="bf16")
 
