@@ -1,12 +1,22 @@
-"""What this CPU computes natively: read once from /proc/cpuinfo (Linux), empty elsewhere."""
+"""This CPU: the cores this process may use, and what it computes natively (read once from
+/proc/cpuinfo on Linux, empty elsewhere)."""
 
 from __future__ import annotations
 
 import functools
+import os
 import platform
 
 # Flags that give bf16 arithmetic in hardware: AVX-512 BF16 and AMX on x86, the BF16 extension on Arm.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def usable_cores() -> int:
+    """Cores this process may use (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @functools.cache

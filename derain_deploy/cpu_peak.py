@@ -14,11 +14,10 @@ result says which frequency it used so that a ratio can be read honestly.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .cpu import cpu_model_and_flags
+from .cpu import cpu_model_and_flags, usable_cores
 
 CPUFREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq")
 AMX_BF16_FLOP_PER_CYCLE = 1024  # one TMUL tile multiply a cycle: 16x32 bf16 pairs, 2 FLOP each
@@ -40,13 +39,6 @@ class CpuPeak:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def nominal_ghz(cpuinfo_mhz: float | None = None, sysfs: Path = CPUFREQ) -> tuple[float, str]:
@@ -109,4 +101,4 @@ def cpu_peak() -> CpuPeak:
     """This machine's peak, read from the OS."""
     model, flags = cpu_model_and_flags()
     ghz, source = nominal_ghz()
-    return peak_from(model, flags, _usable_cores(), ghz, source)
+    return peak_from(model, flags, usable_cores(), ghz, source)

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import write_atomic
 from .backend_spec import BackendSpec, Opener, open_spec
 from .backends.base import Backend
 from .image_size import DEFAULT_MAX_PIXELS, too_large
@@ -234,12 +235,4 @@ def _save(path: Path, rgb: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"cannot encode {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with open(fd, "wb") as f:
-            f.write(data.tobytes())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data.tobytes())

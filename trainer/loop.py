@@ -12,12 +12,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import pickle
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -28,6 +26,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from derain_deploy.atomic import write_atomic, write_atomic_with
 from derain_deploy.model import DerainNet
 from derain_deploy.weights import file_sha256, save_weights
 
@@ -66,32 +65,12 @@ def code_version() -> str:
     return f"{v}+{rev}" if rev else v
 
 
-def _umask_mode(tmp: str) -> None:
-    """mkstemp files are 0600; give outputs the mode a plain open() would (0666 minus umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-
-
 def _atomic_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        _umask_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic_with(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _write_json(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-    _umask_mode(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:

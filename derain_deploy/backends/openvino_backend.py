@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from ..cpu import usable_cores
 from .base import BackendBase, BackendError, BackendInfo
 from .onnx_check import check_io
-from .ort_backend import cpu_cores
 from .registry import BackendDescriptor, dist_version
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class OpenVinoBackend(BackendBase):
                 f"openvino: {path.name} has {len(self.model.inputs)} inputs; expected one image batch"
             )
         self.precision = precision
-        self.threads = threads or cpu_cores()
+        self.threads = threads or usable_cores()
         self.config = {
             "INFERENCE_PRECISION_HINT": _HINT[precision],
             "PERFORMANCE_HINT": "LATENCY",

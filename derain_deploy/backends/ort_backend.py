@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..cpu import usable_cores
 from .base import BackendBase, BackendError, BackendInfo
 from .onnx_check import check_batch, check_io
 from .registry import BackendDescriptor, dist_version
@@ -49,14 +50,6 @@ def _import_ort():
             "onnxruntime is not installed: pip install 'derain-deploy[cpu]' (or '[gpu]' for CUDA)"
         ) from None
     return onnxruntime
-
-
-def cpu_cores() -> int:
-    """Cores this process may use (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-cu12-libs", "tensorrt-libs")
@@ -232,7 +225,7 @@ class OrtBackend(BackendBase):
         wanted, providers = provider_list(device, run_precision, input_name, dynamic)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or cpu_cores()
+        options.intra_op_num_threads = threads or usable_cores()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # provider load failures are reported by the check below

@@ -13,16 +13,9 @@ import numpy as np
 import torch
 
 from ..backends import registry
-from ..cpu import cpu_model_and_flags
+from ..cpu import cpu_model_and_flags, usable_cores
 
 # ---------------------------------------------------------------- machine, versions, probe
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 SIMD_FLAGS = (

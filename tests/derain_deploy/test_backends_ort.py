@@ -13,8 +13,9 @@ import torch
 from derain_deploy.artifacts import cached_onnx, user_cache, user_cache_dir
 from derain_deploy.backends import open_backend
 from derain_deploy.backends.base import BackendError
-from derain_deploy.backends.ort_backend import OrtBackend, check_providers, cpu_cores, provider_list
+from derain_deploy.backends.ort_backend import OrtBackend, check_providers, provider_list
 from derain_deploy.backends.torch_backend import TorchBackend
+from derain_deploy.cpu import usable_cores
 from derain_deploy.model import DerainConfig, DerainNet
 from derain_deploy.parity import compare
 from derain_deploy.weights import save_weights
@@ -53,7 +54,7 @@ def test_parity_with_torch(onnx_file: Path, weights: Path, batch: np.ndarray) ->
     backend = OrtBackend(onnx_file, device="cpu")
     assert backend.info.precision == "fp32"
     assert backend.info.details["providers"] == ["CPUExecutionProvider"]
-    assert backend.info.details["threads"] == cpu_cores()
+    assert backend.info.details["threads"] == usable_cores()
     result = compare(backend(batch), TorchBackend(weights)(batch), "fp32", "ort cpu")
     assert result.passed, result.describe()
 
