@@ -23,27 +23,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage import data
 
 from derain_deploy.backends import open_backend
 from derain_deploy.model import DerainConfig, DerainNet
+from derain_deploy.rainy_inputs import rainy_frame
 from derain_deploy.tiling import receptive_field_radius, tiled_call
 from derain_deploy.weights import load_weights, save_weights
 
 
 def rainy_photo(seed: int = 0) -> np.ndarray:
-    """scikit-image's astronaut (512x512) with simple synthetic streaks, 1x3xHxW in [0, 1]."""
-    img = data.astronaut().astype(np.float32) / 255.0
-    rng = np.random.default_rng(seed)
-    rain = np.zeros(img.shape[:2], np.float32)
-    for _ in range(600):
-        y, x, length = rng.integers(0, 512), rng.integers(0, 512), rng.integers(8, 24)
-        for k in range(length):
-            yy, xx = y + k, x + k // 3
-            if yy < 512 and xx < 512:
-                rain[yy, xx] = 0.6
-    img = np.clip(img + rain[..., None], 0, 1)
-    return img.transpose(2, 0, 1)[None].copy()
+    """scikit-image's astronaut (512x512) under heavy synthetic rain, 1x3xHxW in [0, 1]."""
+    rainy, _ = rainy_frame(512, 512, seed, photo_name="astronaut")
+    return rainy.transpose(2, 0, 1)[None].copy()
 
 
 def erf_profile(model: DerainNet, radius: int) -> dict[str, float]:

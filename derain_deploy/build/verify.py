@@ -22,57 +22,31 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import onnxruntime as ort
-import skimage.data
 import torch
 
-from derain_deploy import rain
 from derain_deploy.metrics import psnr
 from derain_deploy.model import DerainNet
+from derain_deploy.rainy_inputs import rainy_batch
 
 FP32_MAX_ABS = 1e-5
 FP16_MIN_PSNR = 50.0
 INT8_MAX_LOSS_DB = 0.5
 PARITY_SHAPES: tuple[tuple[int, int, int, int], ...] = ((2, 3, 37, 53), (1, 3, 61, 45))
 HARD_LARGE_SHAPE = (1, 3, 720, 1280)
-# Natural colour photos that ship with scikit-image (no download).
-BACKGROUNDS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle")
 
 
 class ParityError(RuntimeError):
     """An exported model disagrees with eager PyTorch beyond its tolerance; one line with figures."""
 
 
-def _background(index: int) -> np.ndarray:
-    img = getattr(skimage.data, BACKGROUNDS[index % len(BACKGROUNDS)])()
-    if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
-        img = img[0]
-    return np.ascontiguousarray(img[..., :3], dtype=np.float32) / 255.0
-
-
 def rainy_images(
     n: int, height: int, width: int, seed: int = 0, preset: str = "mixed"
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` rainy crops of natural photos and their clean versions, both float32 NCHW in [0, 1];
-    deterministic for a seed. Crops are taken from the photo scaled to cover the size."""
-    rng = np.random.default_rng(seed)
-    rainy, clean = [], []
-    for i in range(n):
-        bg = _background(int(rng.integers(len(BACKGROUNDS))) + i)
-        h, w = bg.shape[:2]
-        scale = max(height / h, width / w) * float(rng.uniform(1.0, 1.5))
-        bg = cv2.resize(
-            bg, (max(width, round(w * scale)), max(height, round(h * scale))), interpolation=cv2.INTER_AREA
-        )
-        y = int(rng.integers(bg.shape[0] - height + 1))
-        x = int(rng.integers(bg.shape[1] - width + 1))
-        crop = np.ascontiguousarray(bg[y : y + height, x : x + width])
-        sample = rain.add_rain(crop, preset, rng=rng)
-        rainy.append(sample.rainy.transpose(2, 0, 1))
-        clean.append(sample.clean.transpose(2, 0, 1))
-    return np.stack(rainy).astype(np.float32), np.stack(clean).astype(np.float32)
+    deterministic for a seed (photos, zooms, crops and rain drawn from one generator)."""
+    return rainy_batch(height, width, n, seed, preset, random=True)
 
 
 def hard_inputs(

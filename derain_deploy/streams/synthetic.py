@@ -125,27 +125,16 @@ def rainy_clip(
     """(rainy, clean) HxWx3 float32 frames: a window panning ``pan`` pixels per frame across a
     scikit-image sample photo (``astronaut``, ``coffee``, ``chelsea``, ...), with one rain
     style (from :mod:`derain_deploy.rain`, ``preset``) and new streaks in every frame."""
-    import cv2
-    import skimage.data
+    from ..rain import sample_params
+    from ..rainy_inputs import rainy_frame
 
-    from ..rain import render, sample_params
-
-    loader = getattr(skimage.data, photo, None)
-    if loader is None:
-        raise ValueError(f"scikit-image has no sample image {photo!r}")
-    image = np.asarray(loader())
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
     h, w = size
-    travel = pan * max(frames - 1, 0)
-    scale = max(h / image.shape[0], (w + travel) / image.shape[1])
-    big = cv2.resize(image[:, :, :3], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    big = big.astype(np.float32) / 255.0
     rng = np.random.default_rng(seed)
-    params = sample_params(preset, rng)
-    rainy, clean = [], []
-    for i in range(frames):
-        crop = np.ascontiguousarray(big[:h, i * pan : i * pan + w])
-        rainy.append(render(crop, params, rng).rainy)
-        clean.append(crop)
+    params = sample_params(preset, rng)  # one rain style, new streaks in every frame
+    cover = (h, w + pan * max(frames - 1, 0))
+    pairs = [
+        rainy_frame(h, w, preset=params, photo_name=photo, rng=rng, cover=cover, at=(0, i * pan))
+        for i in range(frames)
+    ]
+    rainy, clean = (list(x) for x in zip(*pairs)) if pairs else ([], [])
     return rainy, clean
