@@ -29,6 +29,8 @@ from .metrics import SSIM_WINDOW, psnr_ssim
 from .model import DerainNet
 from .output_guard import check_writes
 from .pairs import Pair, find_pairs, split_left_right
+from .streams.base import StreamError
+from .streams.images import read_image
 
 INPUT_LABEL = "input"
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
@@ -121,13 +123,16 @@ def _finite(obj: object) -> object:
 
 
 def read_rgb(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
-    """An 8-bit RGB HxWx3 image, or None when the file cannot be decoded; ValueError when it
-    is larger than ``max_pixels`` (read from the header, before decoding)."""
+    """An 8-bit RGB HxWx3 image (:func:`~.streams.images.read_image`'s, rounded), or None when
+    the file cannot be decoded; ValueError when it is larger than ``max_pixels`` (read from the
+    header, before decoding)."""
     if refusal := too_large(path, max_pixels, name=path.name):
         raise ValueError(refusal)
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    try:
+        rgb, _ = read_image(path, max_pixels=None)
+    except StreamError:
+        return None
+    return np.round(rgb * 255.0).astype(np.uint8)
 
 
 def load_pair(pair: Pair, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .image_size import header_size
+from .streams.images import IMAGE_EXTS
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 RAINY_DIRS = ("rainy", "rain", "input", "inputs", "rainy_image", "rain_image", "data", "lq", "degraded", "o")
 CLEAN_DIRS = ("norain", "target", "targets", "gt", "ground_truth", "clean", "label", "labels", "hq", "b")
 LAYOUTS = ("auto", "folders", "ddn", "rain100", "left-right")

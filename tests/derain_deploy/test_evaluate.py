@@ -211,3 +211,17 @@ def test_unmatched_and_oversized_images_are_named(tiny: DerainNet, dataset: tupl
     assert "no clean partner" in reasons["rainy/orphan.png"]
     assert "big.png is 28x40" in reasons["big"] and "--max-pixels" in reasons["big"]
     assert "skipped rainy/orphan.png: no clean partner" in report.table()
+
+
+def test_eval_reads_images_with_the_one_reader(tmp_path: Path) -> None:
+    """derain-eval's pixels are streams.images.read_image's, rounded to 8 bits (16-bit PNGs too)."""
+    import cv2
+
+    from derain_deploy.evaluate import read_rgb
+    from derain_deploy.streams.images import read_image
+
+    ramp = np.linspace(0, 65535, 24 * 40 * 3).round().astype(np.uint16).reshape(24, 40, 3)
+    path = tmp_path / "deep.png"
+    cv2.imwrite(str(path), ramp)
+    expected = np.round(read_image(path)[0] * 255).astype(np.uint8)
+    assert np.array_equal(read_rgb(path), expected)
