@@ -25,6 +25,7 @@ from .atomic import write_atomic
 from .backend_spec import BackendSpec, Opener, open_spec
 from .backends.base import Backend
 from .image_size import DEFAULT_MAX_PIXELS, too_large
+from .infer import on_image
 from .metrics import SSIM_WINDOW, psnr_ssim
 from .model import DerainNet
 from .output_guard import check_writes
@@ -157,9 +158,7 @@ def load_pair(pair: Pair, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[
 
 def run_image(backend: Backend, rainy: np.ndarray) -> np.ndarray:
     """The backend's output for one uint8 RGB image, as uint8 RGB (clipped, rounded)."""
-    batch = np.ascontiguousarray(rainy.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-    out = backend(batch)[0].transpose(1, 2, 0)
-    return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.round(on_image(backend, rainy.astype(np.float32) / 255.0) * 255.0).astype(np.uint8)
 
 
 def _safe(label: str) -> str:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
-import torch
 
+from derain_deploy.infer import run_net
 from derain_deploy.metrics import psnr
 from derain_deploy.model import DerainNet
 from derain_deploy.rainy_inputs import rainy_batch
@@ -86,8 +86,7 @@ def run_onnx(session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
 
 
 def run_eager(net: DerainNet, batch: np.ndarray, stages: int | None = None) -> np.ndarray:
-    with torch.inference_mode():
-        return net.eval()(torch.from_numpy(np.ascontiguousarray(batch)), stages=stages).numpy()
+    return run_net(net.eval(), batch, stages)  # type: ignore[return-value]
 
 
 def psnr_rgb(a: np.ndarray, b: np.ndarray) -> list[float]:
@@ -153,9 +152,7 @@ def run_half(net: DerainNet, batch: np.ndarray, stages: int | None = None) -> np
     """Eager forward with FP16 weights and activations (emulates FP16 arithmetic on the CPU)."""
     import copy
 
-    half = copy.deepcopy(net).eval().half()
-    with torch.inference_mode():
-        return half(torch.from_numpy(np.ascontiguousarray(batch)).half(), stages=stages).float().numpy()
+    return run_net(copy.deepcopy(net).eval().half(), batch, stages)  # type: ignore[return-value]
 
 
 def check_fp16(

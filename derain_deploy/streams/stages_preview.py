@@ -18,17 +18,10 @@ if TYPE_CHECKING:
 
 def stage_outputs(net: DerainNet, image: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """Run ``net`` on one HxWx3 float RGB image: (O_1..O_T, final output), all HxWx3 float32."""
-    import torch
+    from ..infer import batch_image, image_batch, run_net
 
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-    param = next(net.parameters())
-    with torch.inference_mode():
-        out, stages = net(x.to(param.device, param.dtype), return_stages=True)
-
-    def to_np(t: torch.Tensor) -> np.ndarray:
-        return t[0].permute(1, 2, 0).float().clamp(0, 1).cpu().numpy()
-
-    return [to_np(s) for s in stages], to_np(out)
+    out, stages = run_net(net, image_batch(image), return_stages=True)
+    return [batch_image(s) for s in stages], batch_image(out)  # type: ignore[arg-type]
 
 
 def stages_grid(
