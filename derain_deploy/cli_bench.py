@@ -10,10 +10,10 @@ import click
 from .atomic import write_atomic
 from .backend_spec import SpecError, load_model, parse_specs, runnable_here
 from .backends import registry
-from .backends.base import BackendError
-from .bench import BenchError, BenchSpec, run_bench
-from .output_guard import OutputGuardError, check_writes
-from .weights import WeightsError, default_weights_path
+from .bench import BenchSpec, run_bench
+from .output_guard import check_writes
+from .user_errors import user_errors  # cli_eval and benchmarks/run_bench.py import it from here
+from .weights import default_weights_path
 
 DEFAULT_BACKENDS = registry.default_sets()  # per --device: each backend's descriptor lists its rows
 
@@ -21,21 +21,6 @@ DEFAULT_BACKENDS = registry.default_sets()  # per --device: each backend's descr
 def default_backends(device: str) -> list[str]:
     """The default set for ``device``, less what cannot run well here (said so)."""
     return runnable_here(DEFAULT_BACKENDS[device], lambda line: click.echo(line, err=True))
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The error classes whose one-line message is shown as ``error: ...`` (no traceback)."""
-    errors: list[type[BaseException]] = [
-        SpecError, BackendError, WeightsError, BenchError, OutputGuardError, OSError
-    ]  # fmt: skip
-    try:
-        from .build.onnx_export import ExportError
-        from .build.verify import ParityError
-
-        errors += [ExportError, ParityError]
-    except ImportError:
-        pass
-    return tuple(errors)
 
 
 def parse_resolution(text: str) -> tuple[int, int]:

@@ -8,10 +8,10 @@ import click
 
 from .atomic import write_atomic
 from .backend_spec import load_model, parse_specs
-from .cli_bench import user_errors
 from .cli_options import max_pixels_option
 from .evaluate import EvalError, evaluate
-from .pairs import LAYOUTS, LayoutError
+from .pairs import LAYOUTS
+from .user_errors import user_errors
 from .weights import default_weights_path
 
 
@@ -85,7 +85,7 @@ def main(
             write_atomic(csv_path, report.to_csv())
         if json_path:
             write_atomic(json_path, report.to_json() + "\n")
-    except (*user_errors(), EvalError, LayoutError) as e:
+    except user_errors(EvalError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
 

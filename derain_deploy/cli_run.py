@@ -7,16 +7,13 @@ import sys
 
 import click
 
-from .backends.base import BackendError
 from .cli_options import PRECISIONS, backend_option, max_pixels_option
 from .distributed import is_job, is_ray_address, run_job
 from .job import JobOptions, run_inputs
 from .live import wants_live
 from .signals import exit_status, signal_name, stop_on_signals
-from .streams.base import StreamError
-from .weights import WeightsError
+from .user_errors import user_errors
 
-EXPECTED_ERRORS = (BackendError, StreamError, WeightsError, OSError, ValueError)
 SUMMARY_PREFIXES = ("summary:",)
 
 
@@ -138,7 +135,7 @@ def main(
         done = "the live outputs were closed" if closed else "the unfinished output was removed"
         click.echo(f"error: interrupted ({signal_name(e)}); {done}", err=True)
         sys.exit(exit_status(e))
-    except EXPECTED_ERRORS as e:
+    except user_errors(ValueError) as e:
         click.echo(f"error: {_one_line(e)}", err=True)
         sys.exit(1)
     if not job:

@@ -7,10 +7,9 @@ import threading
 
 import click
 
-from .backends.base import BackendError
 from .cli_options import PRECISIONS, backend_option, max_pixels_option
 from .signals import exit_status, stop_on_signals
-from .weights import WeightsError
+from .user_errors import user_errors
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,7 +75,7 @@ def main(
     except KeyboardInterrupt as e:
         click.echo("error: interrupted while starting", err=True)
         sys.exit(exit_status(e))
-    except (ServeError, BackendError, WeightsError, OSError, ValueError) as e:
+    except user_errors(ServeError, ValueError) as e:
         click.echo(f"error: {' '.join(str(e).split())}", err=True)
         sys.exit(1)
     info = server.info

@@ -79,13 +79,11 @@ def run_demo(
 @click.option("-q", "--quiet", is_flag=True)
 def main(out_dir: str, frames: int, preset: str, backend: str, quiet: bool) -> None:
     """Derain a synthetic rainy clip with the bundled model and report PSNR before and after."""
-    from .backends.base import BackendError
-    from .streams.base import StreamError
-    from .weights import WeightsError
+    from .user_errors import user_errors
 
     try:
         r = run_demo(Path(out_dir), frames=frames, preset=preset, backend=backend, progress=not quiet)
-    except (BackendError, StreamError, WeightsError, ValueError, OSError) as e:
+    except user_errors(ValueError) as e:
         click.echo(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
         sys.exit(1)
     click.echo(f"rainy clip:    {r.rainy_video}  PSNR_Y {r.psnr_rainy:.2f} dB against the clean frames")

@@ -22,11 +22,11 @@ from derain_deploy.build.api import (
     report_json,
 )
 from derain_deploy.build.onnx_export import DEFAULT_OPSET, GRAPH_FORMS, ExportError
-from derain_deploy.build.profiles import ProfileError, make_profile, parse_shape, shape_str
+from derain_deploy.build.profiles import make_profile, parse_shape, shape_str
 from derain_deploy.build.trt_build import EngineOptions
-from derain_deploy.build.verify import ParityError
 from derain_deploy.output_guard import check_writes
-from derain_deploy.weights import WeightsError, default_weights_path
+from derain_deploy.user_errors import user_errors
+from derain_deploy.weights import default_weights_path
 
 from . import triton
 
@@ -220,7 +220,7 @@ def main(
         for cmd in e.commands:
             click.echo("  " + shlex.join(cmd), err=True)
         sys.exit(EXIT_NO_TENSORRT)
-    except (WeightsError, ExportError, ParityError, ProfileError, ValueError) as e:
+    except user_errors(ValueError) as e:
         click.echo(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", err=True)
         sys.exit(EXIT_ERROR)
     print_report(report)
