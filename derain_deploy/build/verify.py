@@ -28,9 +28,10 @@ import onnxruntime as ort
 from derain_deploy.infer import run_net
 from derain_deploy.metrics import psnr
 from derain_deploy.model import DerainNet
+from derain_deploy.parity import TOLERANCES, ParityResult, compare
 from derain_deploy.rainy_inputs import rainy_batch
 
-FP32_MAX_ABS = 1e-5
+FP32_MAX_ABS = TOLERANCES["fp32"][1]  # derain_deploy/parity.py's table says why
 FP16_MIN_PSNR = 50.0
 INT8_MAX_LOSS_DB = 0.5
 PARITY_SHAPES: tuple[tuple[int, int, int, int], ...] = ((2, 3, 37, 53), (1, 3, 61, 45))
@@ -101,36 +102,25 @@ def psnr_y(a: np.ndarray, b: np.ndarray) -> list[float]:
     return [psnr(x.transpose(1, 2, 0), y.transpose(1, 2, 0)) for x, y in zip(a, b)]
 
 
-@dataclass
-class ParityResult:
-    max_abs: float
-    tolerance: float
-    shapes: list[list[int]] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.max_abs <= self.tolerance
-
-
 def check_fp32_parity(
     net: DerainNet,
     model: bytes | str,
     stages: int | None = None,
     shapes: tuple[tuple[int, int, int, int], ...] = PARITY_SHAPES,
-    tolerance: float = FP32_MAX_ABS,
 ) -> ParityResult:
-    """Max abs difference between ONNX Runtime and eager FP32 on rainy images; raise
-    :class:`ParityError` with the figures when it exceeds ``tolerance``."""
+    """ONNX Runtime against eager FP32 on rainy images at ``shapes``, judged by the fp32 rule of
+    :data:`derain_deploy.parity.TOLERANCES` (the worst shape's result, with every shape listed);
+    raise :class:`ParityError` with the figures when it fails."""
     session = cpu_session(model)
-    worst = 0.0
+    results = []
     for i, shape in enumerate(shapes):
         batch, _ = rainy_images(shape[0], shape[2], shape[3], seed=100 + i)
-        diff = np.abs(run_onnx(session, batch) - run_eager(net, batch, stages))
-        worst = max(worst, float(diff.max()))
-    result = ParityResult(worst, tolerance, [list(s) for s in shapes])
-    if not np.isfinite(worst) or not result.passed:
+        results.append(compare(run_onnx(session, batch), run_eager(net, batch, stages), "fp32", "FP32 ONNX"))
+    result = max(results, key=lambda r: (not r.passed, r.max_abs))
+    result.shapes = [list(s) for s in shapes]
+    if not result.passed:
         raise ParityError(
-            f"FP32 ONNX disagrees with eager PyTorch: max abs {worst:.3g} > {tolerance:g} "
+            f"FP32 ONNX disagrees with eager PyTorch: max abs {result.max_abs:.3g} > {result.tolerance:g} "
             f"on shapes {', '.join('x'.join(map(str, s)) for s in shapes)}"
         )
     return result
