@@ -1,7 +1,8 @@
 """Checks of exported models against eager PyTorch, on ONNX Runtime's CPU provider.
 
 Tolerances, per precision (eager FP32 PyTorch is the reference):
-- FP32 ONNX: max abs difference <= 1e-5 on synthetic rainy images at odd sizes and batch 2.
+- FP32 ONNX: max abs difference <= 1e-4 (derain_deploy/parity.py's fp32 rule, which says why) on
+  synthetic rainy images at odd sizes and batch 2.
 - FP16 ONNX: no NaN/Inf on hard inputs (white, black, saturated noise, a large frame) and
   RGB PSNR >= 50 dB against eager FP32 on natural rainy images (worst image counts).
   ONNX Runtime's CPU provider has no FP16 Conv kernel on x86: it casts the FP16 weights to FP32
