@@ -21,7 +21,8 @@ from .images import IMAGE_EXTS, ImageSink, ImageSource, is_image_path, read_imag
 from .live_sink import LiveEncoding, LiveSink, is_live_output
 from .stages_preview import stages_grid, stages_preview, write_stages_preview
 from .synthetic import write_test_video
-from .video import H264_EXTS, VideoSink, VideoSource, is_stream_url
+from .video_sink import H264_EXTS, VideoSink
+from .video_source import VideoSource, is_stream_url
 
 __all__ = [
     "CameraSource",

@@ -25,7 +25,7 @@ import numpy as np
 
 from .base import Frame, SourceInfo, StreamError
 from .files import ensure_writable_dir, one_line
-from .video import AudioCarrier, RisingPts
+from .video_sink import AudioCarrier, RisingPts
 
 log = logging.getLogger(__name__)
 
@@ -187,11 +187,7 @@ class LiveSink(RisingPts):
             log.warning("no frames were sent to %s", self.target)
             return
         try:
-            assert self._stream is not None
-            self._container.mux(self._stream.encode(None))
-            if self._audio is not None:
-                self._audio.finish()
-            self._container.close()
+            self._flush()
         except (av.FFmpegError, OSError) as e:
             with contextlib.suppress(Exception):
                 self._container.close()
