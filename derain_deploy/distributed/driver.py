@@ -7,8 +7,6 @@ Ray (:func:`~derain_deploy.distributed.ray_runner.run_many`).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import time
 from collections import deque
@@ -17,17 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends import resolve_model
-from ..backends.base import BackendError
 from ..job import JobOptions, check_inputs, prepare_backend, skip_own_outputs
 from ..output_guard import check_writes
 from ..streams import default_output_path, open_source
 from ..streams.base import StreamError
-from ..streams.files import one_line, remove_quietly, temp_path
+from ..streams.files import one_line
 from ..streams.images import ImageSource
-from ..streams.video import is_stream_url
-from ..weights import WeightsError
+from ..streams.video_source import is_stream_url
 from .journal import Journal, Record, digest, file_key, input_key
 from .manifest import expand_inputs
+from .outputs import describe_error, input_id, remove_output, remove_stale_temps
 from .segments import join_segments, plan_segments
 from .summary import ItemResult, JobSummary, Progress
 from .work import Task, TaskResult, run_task, settings_key, worker_name
@@ -41,40 +38,6 @@ class JobSettings:
     segment_seconds: float | None = None
     chunk_images: int = 64
     progress: bool = True
-
-
-def describe_error(error: BaseException) -> str:
-    """One line: the message of the library's own errors, type and message of anything else."""
-    if isinstance(error, (StreamError, BackendError, WeightsError, OSError, ValueError)):
-        return one_line(error)
-    return f"{type(error).__name__}: {one_line(error)}"
-
-
-def remove_stale_temps(output: Path) -> None:
-    """Remove the temporary files of ``output`` left by a process that was killed while writing
-    it (``.name.part-PID.ext``, see :func:`~derain_deploy.streams.files.temp_path`). The job is
-    about to write it again; two jobs must not write the same outputs at the same time."""
-    pattern = temp_path(output).name.replace(f"-{os.getpid()}", "-*", 1)
-    for stale in output.parent.glob(pattern):
-        remove_quietly(stale)
-
-
-def input_id(spec: str) -> str:
-    """How the journal names an input: its absolute path (a URL as it is)."""
-    return spec if is_stream_url(spec) else os.path.realpath(spec)  # a link loop: no RuntimeError
-
-
-def remove_output(output: Path, kind: str, names: Sequence[str]) -> None:
-    """Remove an output that cannot be recorded: the file, or a folder's ``names`` (then the
-    folders left empty)."""
-    if kind != "folder":
-        remove_quietly(output)
-        return
-    for name in names:
-        remove_quietly(output / name)
-    for folder in sorted({(output / name).parent for name in names} | {output}, key=lambda p: -len(p.parts)):
-        with contextlib.suppress(OSError):
-            folder.rmdir()
 
 
 @dataclass

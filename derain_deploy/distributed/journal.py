@@ -25,7 +25,7 @@ import av
 
 from ..streams.base import StreamError
 from ..streams.files import one_line, temp_path
-from ..streams.video import is_stream_url
+from ..streams.video_source import is_stream_url
 from ..weights import file_sha256
 
 JOURNAL_NAME = ".derain-journal.jsonl"

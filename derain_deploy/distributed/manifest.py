@@ -10,7 +10,7 @@ from pathlib import Path
 from ..streams.base import StreamError
 from ..streams.files import glob_paths, one_line
 from ..streams.images import is_image_path
-from ..streams.video import is_stream_url
+from ..streams.video_source import is_stream_url
 
 
 def read_manifest(path: str | Path) -> list[str]:

@@ -15,7 +15,8 @@ from typing import Any
 from ..backends import registry
 from ..backends.base import BackendError
 from ..job import JobOptions, prepare_backend
-from .driver import JobRun, JobSettings, describe_error
+from .driver import JobRun, JobSettings
+from .outputs import describe_error
 from .summary import JobSummary
 from .work import Task, TaskResult, run_task, worker_name
 

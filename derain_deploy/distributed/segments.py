@@ -24,7 +24,8 @@ import av
 
 from ..streams.base import Frame, StreamError
 from ..streams.files import one_line, remove_quietly, temp_path
-from ..streams.video import AudioCarrier, VideoSource
+from ..streams.video_sink import AudioCarrier
+from ..streams.video_source import VideoSource
 
 
 @dataclass(frozen=True)
