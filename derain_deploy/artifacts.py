@@ -21,6 +21,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .backends.base import BackendError
 from .weights import WeightsError, file_sha256
@@ -64,6 +65,14 @@ class EngineTarget:
     gpu: str
     compute_capability: str
     tensorrt_version: str
+
+
+class EngineBuilder(Protocol):
+    """What builds engines for the cache: the target it builds for, and the build itself."""
+
+    def target(self) -> EngineTarget: ...
+
+    def build(self, onnx: Path, engine: Path, *, precision: str, tf32: bool, timing_cache: Path) -> None: ...
 
 
 class TensorRTBuilder:
@@ -111,7 +120,7 @@ class ArtifactCache:
     root: Path
     fp16_check_shape: tuple[int, int, int, int] | None = None
     name: str | None = None
-    engine_builder: object = field(default_factory=TensorRTBuilder)
+    engine_builder: EngineBuilder = field(default_factory=TensorRTBuilder)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -220,7 +229,7 @@ class ArtifactCache:
         weights = Path(weights)
         file_precision = "fp32" if precision == "tf32" else precision
         graph = graph or FASTEST_GRAPH[file_precision]
-        target = self.engine_builder.target()  # type: ignore[attr-defined]
+        target = self.engine_builder.target()
         sha = file_sha256(weights)
         fields = {
             "weights": sha,
@@ -243,7 +252,7 @@ class ArtifactCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(prefix=".build-", dir=folder) as tmp:
                 staged = Path(tmp) / path.name
-                self.engine_builder.build(  # type: ignore[attr-defined]
+                self.engine_builder.build(
                     onnx, staged, precision=file_precision, tf32=precision == "tf32", timing_cache=timing
                 )
                 sidecar = staged.with_name(staged.name + ".json")
