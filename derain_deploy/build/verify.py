@@ -116,7 +116,11 @@ def check_fp32_parity(
     results = []
     for i, shape in enumerate(shapes):
         batch, _ = rainy_images(shape[0], shape[2], shape[3], seed=100 + i)
-        results.append(compare(run_onnx(session, batch), run_eager(net, batch, stages), "fp32", "FP32 ONNX"))
+        out, ref = run_onnx(session, batch), run_eager(net, batch, stages)
+        # NaN/Inf that eager gives too come from the weights, not the export: FiniteBackend names them
+        same = ~np.isfinite(out) & ~np.isfinite(ref)
+        out, ref = np.where(same, 0.0, out), np.where(same, 0.0, ref)
+        results.append(compare(out, ref, "fp32", "FP32 ONNX"))
     result = max(results, key=lambda r: (not r.passed, r.max_abs))
     result.shapes = [list(s) for s in shapes]
     if not result.passed:
