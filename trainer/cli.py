@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from derain_deploy.output_guard import OutputGuardError, check_writes
-from derain_deploy.pairs import LayoutError
+from derain_deploy.output_guard import check_writes
+from derain_deploy.user_errors import user_errors
 
 from .config import Config, ConfigError, load
 from .datasets import DataError
@@ -50,7 +50,7 @@ def main(config: str | None, overrides: tuple[str, ...], out: str | None, iterat
     except TrainingInterruptedError as e:
         click.echo(f"stopped: {e}", err=True)
         sys.exit(130)
-    except (ConfigError, DataError, LayoutError, LossError, TrainingError, OutputGuardError) as e:
+    except user_errors(ConfigError, DataError, LossError, TrainingError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     click.echo(f"weights: {weights}")

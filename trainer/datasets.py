@@ -16,6 +16,8 @@ from torch.utils.data import Dataset
 
 from derain_deploy.pairs import LayoutError, Pair, find_pairs, list_images, split_left_right
 from derain_deploy.rain import add_rain
+from derain_deploy.streams.base import StreamError
+from derain_deploy.streams.images import read_image
 
 from .negatives import scene_structure, textured_window
 from .rain_layers import rain_layer, transplant
@@ -29,15 +31,16 @@ class DataError(ValueError):
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """HxWx3 float32 RGB in [0, 1]; raises OSError with a reason when unreadable."""
+    """HxWx3 float32 RGB in [0, 1] (the runtime's one image reader); raises OSError with a reason
+    when unreadable."""
     if not path.is_file():
         raise OSError("file not found")
     if path.stat().st_size == 0:
         raise OSError("empty file")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError("not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    try:
+        return read_image(path, max_pixels=None)[0]
+    except StreamError as e:
+        raise OSError(str(e)) from None
 
 
 def gather_images(entries: list[str], exclude: set[str] | None = None) -> list[Path]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
+from derain_deploy.infer import on_image, run_net
 from derain_deploy.model import DerainNet
 
 from .datasets import ValItem
@@ -17,11 +17,8 @@ PSNR_CAP = 100.0  # identical images have infinite PSNR; averages use this cap
 
 
 def derain_array(model: DerainNet, image: np.ndarray, stages: int | None = None) -> np.ndarray:
-    device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float().to(device)
-    with torch.no_grad():
-        y = model(x, stages=stages).cpu()
-    return y[0].clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32)
+    """One HxWx3 image through ``model`` (its first ``stages``), clipped to [0, 1]."""
+    return on_image(lambda batch: run_net(model, batch, stages=stages), image)
 
 
 def _cap(v: float) -> float:
