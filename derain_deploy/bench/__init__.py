@@ -2,9 +2,12 @@
 
 For every cell (resolution, batch) the eager FP32 PyTorch model runs first on the same device
 and the same rainy input: it is the reference for both the speed-up and the parity check. The
-floor is the time the model's arithmetic would take at the rate a large FP32 matmul reaches on
-the same device with the same threads, measured in the same run (FLOP per frame from
-``DerainConfig.macs_per_pixel()``, 1 MAC = 2 FLOP); ``floor_ratio`` = measured / floor.
+floor is the time the model's arithmetic (FLOP per frame from ``DerainConfig.macs_per_pixel()``,
+1 MAC = 2 FLOP) would take at the device's FP32 peak read from its properties (:mod:`.peak`):
+``floor_ratio`` = measured / floor, the ratio targets use; it does not move between runs. Beside
+it, ``probe_ratio`` is measured / the same FLOP at the rate a large FP32 matmul reached in the same
+run with the same threads, and ``precision_floor_ratio`` uses the peak of the row's own precision
+(bf16, int8) where the device has one.
 
 Timing: ``warmup`` calls first (their first output serves the parity check), then repetitions
 until both ``min_reps`` and the per-row ``budget_s`` are reached, or ``max_reps``. Each
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import itertools
 import tempfile
 import time
 from collections.abc import Callable
@@ -53,7 +55,9 @@ from .machine import (
     usable_cores,
     versions,
 )
-from .report import SCHEMA, BenchError, BenchReport, BenchRow
+from .gpu import gpu_split
+from .peak import device_peak, peak_gflops
+from .report import FLOOR_RULE, SCHEMA, BenchError, BenchReport, BenchRow
 
 CPU_RESOLUTIONS = ((256, 256), (480, 640), (720, 1280))
 GPU_RESOLUTIONS = (*CPU_RESOLUTIONS, (1080, 1920))
@@ -84,39 +88,6 @@ class BenchSpec:
         return list(GPU_RESOLUTIONS if gpu else CPU_RESOLUTIONS)
 
 
-def gpu_split(
-    backend: Backend, batch: np.ndarray, device: torch.device, repeats: int = 7
-) -> dict[str, object]:
-    """Median H2D, compute and D2H times (ms) from CUDA events on the backend's stream (its
-    ``stream`` attribute, else the current one), copying from and to pinned host buffers."""
-    stream = getattr(backend, "stream", None) or torch.cuda.current_stream(device)
-    host_in = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).pin_memory()
-    dev_in = torch.empty(host_in.shape, dtype=torch.float32, device=device)
-    run_device = getattr(backend, "run_device", None)
-    times: dict[str, list[float]] = {"h2d_ms": [], "compute_ms": [], "d2h_ms": []}
-    with torch.cuda.stream(stream):
-        dev_in.copy_(host_in)
-        first = run_device(dev_in) if run_device else dev_in  # output shape and type; warms up
-        host_out = torch.empty(first.shape, dtype=first.dtype, pin_memory=True)  # outside the timed spans
-        for _ in range(repeats):
-            events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-            events[0].record(stream)
-            dev_in.copy_(host_in, non_blocking=True)
-            events[1].record(stream)
-            dev_out = run_device(dev_in) if run_device else dev_in
-            events[2].record(stream)
-            host_out.copy_(dev_out, non_blocking=True)
-            events[3].record(stream)
-            stream.synchronize()
-            for key, (a, b) in zip(times, itertools.pairwise(events)):
-                times[key].append(a.elapsed_time(b))
-    split: dict[str, object] = {k: float(np.median(v)) for k, v in times.items()}
-    split["gpu_split"] = "cuda_events" if run_device else "cuda_events_copies"
-    if not run_device:
-        split["compute_ms"] = None  # the caller derives it from the p50
-    return split
-
-
 # ---------------------------------------------------------------- timing
 
 
@@ -143,27 +114,48 @@ def time_backend(
     return times, first
 
 
-def _floor_ms(batch: int, gflop_per_frame: float, probe_gflops: float) -> float:
-    """Time of one call of ``batch`` frames at the probe's rate."""
-    return batch * gflop_per_frame / probe_gflops * 1e3
+@dataclass
+class Cell:
+    """One row to measure: a backend spec on one (resolution, batch) with its input, against the
+    eager FP32 reference of the same device and cell."""
+
+    spec: BackendSpec
+    height: int
+    width: int
+    batch: int
+    rainy: np.ndarray  # Nx3xHxW float32
+    clean: np.ndarray
+    gflop_per_frame: float
+    base_ms: float | None  # the reference's p50 (None while the reference itself is measured)
+    is_reference: bool
+    memory_base_mb: float | None = None  # CUDA rows: device memory in use before the backend opened
 
 
-def _row(
-    spec_b: BackendSpec,
-    backend: Backend,
-    times: list[float],
-    h: int,
-    w: int,
-    n: int,
-    gflop: float,
-    probe_gflops: float,
-    base_ms: float | None,
-    memory: tuple[float | None, str],
-    baseline: bool,
-) -> BenchRow:
+def _floor_ms(batch: int, gflop_per_frame: float, gflops: float | None) -> float | None:
+    """Time of one call of ``batch`` frames at ``gflops`` (None where the rate is unknown)."""
+    return batch * gflop_per_frame / gflops * 1e3 if gflops else None
+
+
+def _floors(row: BenchRow, peak: dict[str, object], probe_gflops: float) -> BenchRow:
+    """``row`` with its floors: FP32 property peak (``floor_*``, what targets use), the FP32
+    matmul probe (``probe_*``), and the property peak of the row's own precision."""
+    floor = _floor_ms(row.batch, row.gflop_per_frame, peak_gflops(peak, "fp32"))
+    probe = _floor_ms(row.batch, row.gflop_per_frame, probe_gflops)
+    own = _floor_ms(row.batch, row.gflop_per_frame, peak_gflops(peak, row.precision))
+    return dataclasses.replace(
+        row,
+        floor_ms=floor,
+        floor_ratio=row.p50_ms / floor if floor else None,
+        probe_floor_ms=probe,
+        probe_ratio=row.p50_ms / probe if probe else None,
+        precision_floor_ratio=row.p50_ms / own if own else None,
+    )
+
+
+def _row(cell: Cell, backend: Backend, times: list[float], memory: tuple[float | None, str]) -> BenchRow:
     ms = np.array(times) * 1e3
     p50, p90, p99 = (float(np.percentile(ms, q)) for q in (50, 90, 99))
-    floor_ms = _floor_ms(n, gflop, probe_gflops)
+    spec_b, n = cell.spec, cell.batch
     return BenchRow(
         label=spec_b.label,
         backend=spec_b.backend,
@@ -172,8 +164,8 @@ def _row(
         graph=spec_b.graph if spec_b.descriptor.graph_forms else None,
         channels_last=spec_b.channels_last,
         cuda_graphs=spec_b.cuda_graphs,
-        height=h,
-        width=w,
+        height=cell.height,
+        width=cell.width,
         batch=n,
         reps=len(times),
         p50_ms=p50,
@@ -181,14 +173,14 @@ def _row(
         p99_ms=p99,
         mean_ms=float(ms.mean()),
         fps=1000.0 * n / p50,
-        speedup_vs_eager=(base_ms / p50) if base_ms else 1.0,
-        gflop_per_frame=gflop,
-        gflops=n * gflop / (p50 / 1e3),
-        floor_ms=floor_ms,
-        floor_ratio=p50 / floor_ms,
+        speedup_vs_eager=(cell.base_ms / p50) if cell.base_ms else 1.0,
+        gflop_per_frame=cell.gflop_per_frame,
+        gflops=n * cell.gflop_per_frame / (p50 / 1e3),
+        floor_ms=None,
+        floor_ratio=None,
         peak_memory_mb=memory[0],
         memory_kind=memory[1],
-        baseline=baseline,
+        baseline=cell.is_reference,
         details={
             k: Path(str(v)).name if k == "model" else v  # exported files live in a temporary folder
             for k, v in backend.info.details.items()
@@ -201,11 +193,15 @@ Log = Callable[[str], None]
 
 
 def _reprobe(
-    probes: dict[str, dict[str, float]], spec: BenchSpec, rows: list[BenchRow], log: Log
+    probes: dict[str, dict[str, float]],
+    peaks: dict[str, dict[str, object]],
+    spec: BenchSpec,
+    rows: list[BenchRow],
+    log: Log,
 ) -> None:
     """Probe the FP32 rate again after the rows and keep the faster run: one probe can land on a
-    slow moment of a shared machine, and a low rate makes every floor ratio look better than it
-    is. Rows are updated in place to the kept rate."""
+    slow moment of a shared machine. Rows' probe ratios follow the kept rate (their floor, from
+    the property peak, does not move)."""
     for key, first in list(probes.items()):
         if not key.endswith(":fp32"):
             continue
@@ -216,8 +212,7 @@ def _reprobe(
         log(f"matmul probe on {device} again: {again['gflops']:.0f} GFLOP/s; kept {best['gflops']:.0f}")
         for i, row in enumerate(rows):
             if str(_torch_device(row.device)) == device:
-                floor_ms = _floor_ms(row.batch, row.gflop_per_frame, best["gflops"])
-                rows[i] = dataclasses.replace(row, floor_ms=floor_ms, floor_ratio=row.p50_ms / floor_ms)
+                rows[i] = _floors(row, peaks[device], best["gflops"])
 
 
 def _ref_device(device: str) -> str:
@@ -235,37 +230,28 @@ def _torch_device(device: str) -> torch.device:
 
 
 def _measure(
-    bspec: BackendSpec,
+    cell: Cell,
     backend: Backend,
     spec: BenchSpec,
-    cell: tuple[int, int, int],
-    data: tuple[np.ndarray, np.ndarray],
-    gflop: float,
     probes: dict[str, dict[str, float]],
-    base_ms: float | None,
-    is_ref: bool,
-    memory_base_mb: float | None = None,
+    peaks: dict[str, dict[str, object]],
 ) -> tuple[BenchRow, np.ndarray]:
-    """One row: time ``backend`` on one (resolution, batch) cell; also its first output.
-    ``memory_base_mb``: device memory in use before the backend opened (CUDA rows)."""
-    h, w, n = cell
-    batch, clean = data
-    tdev = _torch_device(bspec.device)
+    """One row: time ``backend`` on ``cell``; also its first output."""
+    tdev = _torch_device(cell.spec.device)
     rss_reset = _reset_peak_rss() if tdev.type == "cpu" else False
     if tdev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(tdev)
-    times, first = time_backend(backend, batch, spec, tdev)
+    times, first = time_backend(backend, cell.rainy, spec, tdev)
     if tdev.type == "cuda":
-        used = cuda_used_mb(tdev) - (memory_base_mb or 0.0)
-        memory = (used, "cuda_device_used" if memory_base_mb is not None else "cuda_device_total")
+        used = cuda_used_mb(tdev) - (cell.memory_base_mb or 0.0)
+        memory = (used, "cuda_device_used" if cell.memory_base_mb is not None else "cuda_device_total")
     else:
         memory = (_peak_rss_mb(), "rss" if rss_reset else "rss_process_lifetime")
-    probe = probes[f"{tdev}:fp32"]["gflops"]
-    row = _row(bspec, backend, times, h, w, n, gflop, probe, base_ms, memory, is_ref)
-    row.psnr_y_clean = psnr_y_batch(first, clean)
+    row = _floors(_row(cell, backend, times, memory), peaks[str(tdev)], probes[f"{tdev}:fp32"]["gflops"])
+    row.psnr_y_clean = psnr_y_batch(first, cell.clean)
     if tdev.type == "cuda":
         row.details["torch_allocated_peak_mb"] = torch.cuda.max_memory_allocated(tdev) / 2**20
-        split = gpu_split(backend, batch, tdev)
+        split = gpu_split(backend, cell.rainy, tdev)
         row.h2d_ms, row.d2h_ms = float(split["h2d_ms"]), float(split["d2h_ms"])  # type: ignore[arg-type]
         compute = split["compute_ms"]
         derived = max(row.p50_ms - row.h2d_ms - row.d2h_ms, 0.0)
@@ -273,7 +259,8 @@ def _measure(
         row.details["gpu_split"] = split["gpu_split"]
         half = probes.get(f"{tdev}:fp16")
         if half and row.precision in ("fp16", "bf16", "int8"):
-            row.details["floor_ratio_fp16_probe"] = row.p50_ms / (n * gflop / half["gflops"] * 1e3)
+            row.details["floor_ratio_fp16_probe"] = row.p50_ms / _floor_ms(  # type: ignore[operator]
+                cell.batch, cell.gflop_per_frame, half["gflops"])
     return row, first
 
 
@@ -326,6 +313,7 @@ def _run_bench(
     parity: list[ParityResult] = []
     reference: dict[tuple[str, int, int, int], tuple[float, np.ndarray]] = {}
     probes: dict[str, dict[str, float]] = {}
+    peaks: dict[str, dict[str, object]] = {}
 
     with tempfile.TemporaryDirectory(prefix="derain-bench-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
@@ -339,6 +327,8 @@ def _run_bench(
             probes[f"{d}:fp32"] = matmul_probe(d, n, spec.probe_repeats)
             if d.startswith("cuda"):
                 probes[f"{d}:fp16"] = matmul_probe(d, n, spec.probe_repeats, torch.float16)
+            peaks[d] = device_peak(d, threads)
+            log(f"property peak on {d}: {peaks[d]['fp32_gflops']} GFLOP/s FP32 ({peaks[d]['basis']})")
         inputs = {(h, w, n): rainy_batch(h, w, n, spec.seed) for h, w, n in cells}  # (rainy, clean)
 
         for bspec in order:
@@ -350,22 +340,18 @@ def _run_bench(
                 for h, w, n in cells:
                     key = (_ref_device(bspec.device), h, w, n)
                     base = reference.get(key)
-                    row, first = _measure(
-                        bspec, backend, spec, (h, w, n), inputs[(h, w, n)], gflops_of[(h, w)], probes,
-                        base[0] if base else None, is_ref, memory_base,
-                    )  # fmt: skip
+                    cell = Cell(bspec, h, w, n, *inputs[(h, w, n)], gflops_of[(h, w)],
+                                base[0] if base else None, is_ref, memory_base)  # fmt: skip
+                    row, first = _measure(cell, backend, spec, probes, peaks)
                     if is_ref:
                         reference[key] = (row.p50_ms, first)
                     elif spec.check_parity and base is not None:
                         parity.append(compare(first, base[1], row.precision, bspec.label))
                     rows.append(row)
-                    log(
-                        f"{bspec.label} {h}x{w} b{n}: {row.p50_ms:.1f} ms p50 over {row.reps} reps, "
-                        f"{row.floor_ratio:.2f}x floor, {row.speedup_vs_eager:.2f}x eager"
-                    )
+                    log(row.progress_line())
             finally:
                 backend.close()
-        _reprobe(probes, spec, rows, log)
+        _reprobe(probes, peaks, spec, rows, log)
 
     return BenchReport(
         schema=SCHEMA,
@@ -391,8 +377,10 @@ def _run_bench(
             "batch_sizes": list(spec.batch_sizes),
             "input": "rainy_frame(): scikit-image photos + heavy synthetic rain",
             "tf32": bool(torch.backends.cudnn.allow_tf32) if torch.cuda.is_available() else None,
+            "floor": FLOOR_RULE,
         },
         probes=probes,
+        peaks=peaks,
         rows=rows,
         parity=parity,
     )

@@ -12,7 +12,14 @@ from pathlib import Path
 
 from ..parity import ParityResult
 
-SCHEMA = "derain-bench/1"
+# 2: floor_ms / floor_ratio are against the FP32 property peak (``peaks``); the probe's, which
+# they were in 1, are probe_floor_ms / probe_ratio; precision_floor_ratio and peaks are new.
+SCHEMA = "derain-bench/2"
+FLOOR_RULE = (
+    "floor_ratio = p50 / (FLOP per call at the device's FP32 peak from its properties, see peaks): "
+    "the ratio targets use; probe_ratio = p50 / (the same FLOP at the FP32 matmul probe's rate, "
+    "probes); precision_floor_ratio uses the peak of the row's own precision"
+)
 
 
 class BenchError(RuntimeError):
@@ -40,8 +47,8 @@ class BenchRow:
     speedup_vs_eager: float
     gflop_per_frame: float
     gflops: float  # achieved GFLOP/s at the median
-    floor_ms: float  # per call at the probe's rate
-    floor_ratio: float
+    floor_ms: float | None  # per call at the FP32 property peak (None: the device's peak is unknown)
+    floor_ratio: float | None  # p50 / floor_ms: what targets use
     peak_memory_mb: float | None
     memory_kind: str  # "rss" (process high-water mark during the row) or "cuda_allocated"
     baseline: bool = False
@@ -50,6 +57,17 @@ class BenchRow:
     d2h_ms: float | None = None
     compute_ms: float | None = None  # p50 minus the measured copies (GPU only)
     details: dict[str, object] = field(default_factory=dict)
+    probe_floor_ms: float | None = None  # per call at the FP32 matmul probe's rate
+    probe_ratio: float | None = None  # p50 / probe_floor_ms
+    precision_floor_ratio: float | None = None  # p50 / time at the peak of the row's precision
+
+    def progress_line(self) -> str:
+        """The line printed as soon as the row is measured."""
+        floor = "-" if self.floor_ratio is None else f"{self.floor_ratio:.2f}"
+        probe = "-" if self.probe_ratio is None else f"{self.probe_ratio:.2f}"
+        return (f"{self.label} {self.height}x{self.width} b{self.batch}: {self.p50_ms:.1f} ms p50 over "
+                f"{self.reps} reps, {floor}x floor (property peak), {probe}x probe, "
+                f"{self.speedup_vs_eager:.2f}x eager")  # fmt: skip
 
 
 @dataclass
@@ -63,6 +81,7 @@ class BenchReport:
     probes: dict[str, dict[str, float]]
     rows: list[BenchRow]
     parity: list[ParityResult] = field(default_factory=list)
+    peaks: dict[str, dict[str, object]] = field(default_factory=dict)  # per device, from properties
 
     @property
     def parity_ok(self) -> bool:
@@ -90,6 +109,7 @@ class BenchReport:
             "x eager",
             "GFLOP/s",
             "x floor",
+            "x probe",
             "peak MB",
             "PSNR_Y",
             "reps",
@@ -105,7 +125,8 @@ class BenchReport:
                 f"{r.fps:.2f}",
                 f"{r.speedup_vs_eager:.2f}",
                 f"{r.gflops:.1f}",
-                f"{r.floor_ratio:.2f}",
+                _ratio(r.floor_ratio),
+                _ratio(r.probe_ratio),
                 "-" if r.peak_memory_mb is None else f"{r.peak_memory_mb:.0f}",
                 "-" if r.psnr_y_clean is None else f"{r.psnr_y_clean:.2f}",
                 str(r.reps),
@@ -136,9 +157,11 @@ class BenchReport:
     def summary_line(self) -> str:
         m, probes = self.machine, self.probes
         probe = ", ".join(f"{k} {v['gflops']:.0f} GFLOP/s" for k, v in probes.items())
+        peak = ", ".join(f"{k} {v.get('fp32_gflops')} GFLOP/s" for k, v in self.peaks.items())
         gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
         return (
-            f"{m['cpu']} ({m['cores_usable']} cores{gpu}); matmul probe: {probe}; "
+            f"{m['cpu']} ({m['cores_usable']} cores{gpu}); FP32 property peak: {peak or '-'} (x floor); "
+            f"matmul probe: {probe} (x probe); "
             f"torch {self.versions.get('torch')}, onnxruntime {self.versions.get('onnxruntime')}, "
             f"openvino {self.versions.get('openvino') or 'not installed'}"
         )
@@ -155,15 +178,17 @@ class BenchReport:
             f"Versions: torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')}, onnx {v.get('onnx')}, "
             f"openvino {v.get('openvino') or 'not installed'}, "
             f"TensorRT {v.get('tensorrt') or 'not installed'}.",
-            "Floor: FLOP per frame / "
+            "Floor (`x floor`, what targets use): FLOP per frame / the FP32 property peak, "
+            + "; ".join(f"{k} {_peak_text(p)}" for k, p in self.peaks.items())
+            + ". `x probe`: against "
             + ", ".join(f"{k} matmul probe {p['gflops']:.0f} GFLOP/s" for k, p in self.probes.items())
             + f"; model {self.model['macs_per_pixel']:,} MAC/pixel. Times are medians of `reps` calls.",
             f"Weights: {self.model['weights']}. Input: {self.settings.get('input')}; PSNR_Y is the output's "
             "against the clean photo (8-bit, Y of YCbCr, peak 255).",
             "",
             "| backend | size | batch | ms/frame p50 | ms/frame p90 | frames/s | vs eager FP32 | GFLOP/s "
-            "| x floor | peak MB | PSNR_Y vs clean | parity vs eager FP32 |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| x floor | x probe | peak MB | PSNR_Y vs clean | parity vs eager FP32 |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         parity = {(p.label, tuple(p.shape)): p for p in self.parity}
         for r in self.rows:
@@ -174,7 +199,8 @@ class BenchReport:
             lines.append(
                 f"| {r.label} | {r.height}x{r.width} | {r.batch} | {r.p50_ms / r.batch:.1f} "
                 f"| {r.p90_ms / r.batch:.1f} "
-                f"| {r.fps:.2f} | {r.speedup_vs_eager:.2f}x | {r.gflops:.0f} | {r.floor_ratio:.2f} | {mem} "
+                f"| {r.fps:.2f} | {r.speedup_vs_eager:.2f}x | {r.gflops:.0f} | {_ratio(r.floor_ratio)} "
+                f"| {_ratio(r.probe_ratio)} | {mem} "
                 f"| {quality} | {check} |"
             )
         return "\n".join(lines) + "\n"
@@ -204,6 +230,8 @@ class BenchReport:
             )
         for i, c in enumerate(cells):
             row = next(r for r in self.rows if (r.height, r.width, r.batch) == c)
+            if not row.floor_ms:
+                continue
             floor_fps = 1000.0 * row.batch / row.floor_ms
             ax.hlines(
                 floor_fps,
@@ -211,7 +239,7 @@ class BenchReport:
                 i + 0.45,
                 colors="k",
                 linestyles="--",
-                label="floor (matmul rate)" if i == 0 else None,
+                label="floor (FP32 property peak)" if i == 0 else None,
             )
         ax.set_xticks(range(len(cells)))
         ax.set_xticklabels([f"{h}x{w}" + (f" b{b}" if b > 1 else "") for h, w, b in cells])
@@ -235,6 +263,16 @@ class BenchReport:
 def _parity_cell(p: ParityResult) -> str:
     value = f"{p.max_abs:.1e} max abs" if p.metric == "max_abs" else f"{p.psnr_db:.1f} dB"
     return value + ("" if p.passed else " FAIL")
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _peak_text(peak: dict[str, object]) -> str:
+    rates = ", ".join(f"{p} {peak[f'{p}_gflops']}" for p in ("fp32", "fp16", "bf16", "int8")
+                      if peak.get(f"{p}_gflops"))  # fmt: skip
+    return f"{rates or 'unknown'} GFLOP/s ({peak.get('basis')})"
 
 
 def _finite(d: dict[str, object]) -> dict[str, object]:

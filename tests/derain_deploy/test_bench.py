@@ -83,8 +83,8 @@ def test_report_schema_and_arithmetic(tiny: DerainNet, tmp_path: Path) -> None:
         gflop = 2 * tiny.config.macs_per_pixel() * 24 * 32 / 1e9
         assert r["gflop_per_frame"] == pytest.approx(gflop)
         assert r["fps"] == pytest.approx(1000 * r["batch"] / r["p50_ms"])
-        assert r["floor_ms"] == pytest.approx(r["batch"] * gflop / probe * 1e3)
-        assert r["floor_ratio"] == pytest.approx(r["p50_ms"] / r["floor_ms"])
+        assert r["probe_floor_ms"] == pytest.approx(r["batch"] * gflop / probe * 1e3)  # schema 2: probe_*
+        assert r["probe_ratio"] == pytest.approx(r["p50_ms"] / r["probe_floor_ms"])
         assert r["peak_memory_mb"] > 0
     ref = {r["batch"]: r for r in rows if r["baseline"]}
     for r in rows:
@@ -139,8 +139,8 @@ def test_floor_uses_the_faster_of_two_probes(tiny: DerainNet, monkeypatch: pytes
     probe = report.probes["cpu:fp32"]
     assert (probe["gflops"], probe["gflops_before"], probe["gflops_after"]) == (40.0, 10.0, 40.0)
     (row,) = report.rows
-    assert row.floor_ms == pytest.approx(row.gflop_per_frame / 40.0 * 1e3)
-    assert row.floor_ratio == pytest.approx(row.p50_ms / row.floor_ms)
+    assert row.probe_floor_ms == pytest.approx(row.gflop_per_frame / 40.0 * 1e3)  # schema 2: probe_*
+    assert row.probe_ratio == pytest.approx(row.p50_ms / row.probe_floor_ms)
 
 
 def test_spec_parsing() -> None:
@@ -304,9 +304,9 @@ def test_gpu_rows_use_events_and_device_memory(monkeypatch: pytest.MonkeyPatch) 
     data = bench.rainy_batch(16, 16, 1)
     spec = BenchSpec([parse_spec("torch@cuda")], min_reps=1, max_reps=1, budget_s=0.0)
     probes = {"cuda:0:fp32": {"gflops": 1000.0}}
-    row, _ = bench._measure(
-        parse_spec("torch@cuda"), Identity(), spec, (16, 16, 1), data, 0.01, probes, None, True, base
-    )
+    peaks = {"cuda:0": {"fp32_gflops": 2000.0}}
+    cell = bench.Cell(parse_spec("torch@cuda"), 16, 16, 1, *data, 0.01, None, True, base)
+    row, _ = bench._measure(cell, Identity(), spec, probes, peaks)
     assert calls == [torch.device("cuda", 0)]
     assert (row.h2d_ms, row.compute_ms, row.d2h_ms) == (0.5, 2.0, 0.25)
     assert row.memory_kind == "cuda_device_used" and row.peak_memory_mb == 30.0
