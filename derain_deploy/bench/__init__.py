@@ -43,6 +43,7 @@ from ..backend_spec import EAGER_FP32, BackendSpec, Opener, open_spec
 from ..backends.base import Backend
 from ..model import DerainNet
 from ..parity import ParityResult, compare
+from .gpu import gpu_split
 from .inputs import PHOTOS, psnr_y_batch, rainy_batch, rainy_frame
 from .machine import (
     SIMD_FLAGS,
@@ -55,7 +56,6 @@ from .machine import (
     usable_cores,
     versions,
 )
-from .gpu import gpu_split
 from .peak import device_peak, peak_gflops
 from .report import FLOOR_RULE, SCHEMA, BenchError, BenchReport, BenchRow
 

@@ -48,8 +48,10 @@ def gpu_peak_from(props: Any) -> dict[str, object]:
         board = next((b for b in sorted(GPU_BOOST_GHZ, key=len, reverse=True) if b in props.name), None)
         ghz, source = (GPU_BOOST_GHZ[board], f"boost clock of the {board} (table)") if board else (0.0, "")
     per_clock = GPU_FLOP_PER_SM_CLOCK.get(cc)
-    out: dict[str, object] = {"kind": "gpu", "name": props.name, "compute_capability": f"{cc[0]}.{cc[1]}",
-                              "sms": sms, "ghz": round(ghz, 3), "ghz_source": source or "unknown"}  # fmt: skip
+    out: dict[str, object] = {
+        "kind": "gpu", "name": props.name, "compute_capability": f"{cc[0]}.{cc[1]}", "sms": sms,
+        "ghz": round(ghz, 3), "ghz_source": source or "unknown",
+    }  # fmt: skip
     if per_clock is None or not ghz:
         why = f"no FLOP-per-clock entry for compute capability {cc[0]}.{cc[1]}" if per_clock is None else (
             f"no clock in the properties and {props.name} is not in the boost-clock table")
