@@ -1,4 +1,7 @@
-"""``derain-bench``: throughput of backends against eager FP32 and the machine's floor."""
+"""``derain-bench``: throughput of backends against eager FP32 and the machine's floor.
+
+Without ``--full``: one resolution, short budgets, the eager reference, the fastest FP32
+backend and the fastest precision (:mod:`.bench.quick`); ``--full``: the matrix per device."""
 
 from __future__ import annotations
 
@@ -6,11 +9,13 @@ import sys
 from pathlib import Path
 
 import click
+import torch
 
 from .atomic import write_atomic
 from .backend_spec import SpecError, load_model, parse_specs, runnable_here
 from .backends import registry
 from .bench import BenchSpec, run_bench
+from .bench import quick as quick_mode
 from .output_guard import check_writes
 from .user_errors import user_errors  # cli_eval and benchmarks/run_bench.py import it from here
 from .weights import default_weights_path
@@ -39,7 +44,20 @@ def parse_resolution(text: str) -> tuple[int, int]:
     metavar="SPEC",
     help="Backend spec, repeatable: torch, torch:cl, torch:bf16:cl, ort:split, ort:int8:split, ov:split, "
     "ov:int8:split, ov:bf16:split, ort:fp16@cuda, trt:fp16:graphs@cuda, ort=model.onnx ... "
-    "(default: a set per --device).",
+    "(default: eager FP32, the fastest FP32 backend and the fastest precision; --full: a set per --device).",
+)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Today's matrix: the default set per --device at 256x256, 480x640, 720x1280 (and 1080x1920 on "
+    "a GPU), 8 s per row, at least 3 reps. Without it: one resolution (360x640), 1.5 s per row, >= 1 rep.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fastest"]),
+    help="fastest: add the row of the fastest precision (among the -b backends, else all) this device "
+    "runs natively within the quality budget (>= 45 dB from eager FP32, <= 0.1 dB PSNR_Y loss), "
+    "checked once on a fixed set and cached (the default rows include it).",
 )
 @click.option(
     "--device",
@@ -55,7 +73,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
     multiple=True,
     metavar="HxW",
     callback=lambda _ctx, _param, values: [parse_resolution(v) for v in values],
-    help="Repeatable; default 256x256, 480x640, 720x1280 (and 1080x1920 on a GPU).",
+    help="Repeatable; default 360x640 (--full: 256x256, 480x640, 720x1280, and 1080x1920 on a GPU).",
 )
 @click.option(
     "-n", "--batch", "batches", multiple=True, type=click.IntRange(min=1), help="Batch sizes (default 1)."
@@ -67,12 +85,10 @@ def parse_resolution(text: str) -> tuple[int, int]:
 @click.option(
     "--budget",
     type=click.FloatRange(min=0),
-    default=8.0,
-    show_default=True,
-    help="Seconds of timed repetitions per row (after warm-up).",
+    help="Seconds of timed repetitions per row, after warm-up [default: 1.5; --full: 8].",
 )
-@click.option("--min-reps", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--max-reps", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--min-reps", type=click.IntRange(min=1), help="[default: 1; --full: 3]")
+@click.option("--max-reps", type=click.IntRange(min=1), help="[default: 20; --full: 100]")
 @click.option(
     "--warmup", type=click.IntRange(min=1), default=1, show_default=True, help="Warm-up calls per row."
 )
@@ -89,14 +105,16 @@ def parse_resolution(text: str) -> tuple[int, int]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def main(
     backends: tuple[str, ...],
+    full: bool,
+    precision: str | None,
     device: str,
     resolutions: list[tuple[int, int]],
     batches: tuple[int, ...],
     weights: str | None,
     random_weights: bool,
-    budget: float,
-    min_reps: int,
-    max_reps: int,
+    budget: float | None,
+    min_reps: int | None,
+    max_reps: int | None,
     warmup: int,
     threads: int | None,
     probe_size: int,
@@ -107,20 +125,39 @@ def main(
     quiet: bool,
 ) -> None:
     """Measure frames/s, latency percentiles, the speed-up over eager FP32 PyTorch and the ratio to
-    the floor (FLOP per frame at the rate of a matmul probe) for each backend and size."""
-    sizes = resolutions or None
+    the floor (FLOP per frame at the device's peak read from its properties; also against a
+    matmul probe) for each backend and size. Rows print as they finish; the table at the end."""
+    mode = quick_mode.mode(full)
+    budget, min_reps = mode.budget_s if budget is None else budget, min_reps or mode.min_reps
+    max_reps = max_reps or max(mode.max_reps, min_reps)
+    say = lambda line: click.echo(line, err=True)  # noqa: E731
     try:
-        specs = parse_specs(list(backends or default_backends(device)), default_device=device)
-        check_writes(
-            {"--json": json_path, "--markdown": md_path, "--plot": plot_path},
-            [weights or (None if random_weights else default_weights_path()), *(s.file for s in specs)],
-        )
+        texts = list(backends or (default_backends(device) if full else []))
+        specs = parse_specs(texts, default_device=device)
+        writes = {"--json": json_path, "--markdown": md_path, "--plot": plot_path}
+        check_writes(writes, [weights or (None if random_weights else default_weights_path()),
+                              *(s.file for s in specs)])  # fmt: skip
         if max_reps < min_reps:
             raise SpecError(f"--max-reps {max_reps} is below --min-reps {min_reps}")
         model, source = load_model(weights, random_weights)
+        log = None if quiet else say
+        workdir = None
+        if precision == "fastest" or not specs:
+            from .fastest import choose_spec, work_dir
+
+            if threads:
+                torch.set_num_threads(threads)
+            named = list(dict.fromkeys(s.backend for s in specs)) or None  # -b: among their backends
+            choice = choose_spec(model, device, log, backends=named)
+            say(choice.line())
+            workdir = work_dir(model)  # the candidates' exported files, reused by the rows
+            if not specs:
+                specs = quick_mode.quick_rows(choice.best_fp32.spec, choice.chosen.spec)
+            elif choice.chosen.spec not in specs:
+                specs.append(choice.chosen.spec)
         spec = BenchSpec(
             backends=specs,
-            resolutions=sizes,
+            resolutions=resolutions or mode.resolutions,
             batch_sizes=list(batches or [1]),
             warmup=warmup,
             min_reps=min_reps,
@@ -129,9 +166,9 @@ def main(
             threads=threads,
             check_parity=check_parity,
             probe_size=probe_size,
+            probe_repeats=mode.probe_repeats,
         )
-        log = None if quiet else (lambda msg: click.echo(msg, err=True))
-        report = run_bench(spec, model, log=log, weights=source)
+        report = run_bench(spec, model, log=log, weights=source, workdir=workdir)
         click.echo(report.table())
         if json_path:
             write_atomic(json_path, report.to_json() + "\n")
@@ -139,6 +176,8 @@ def main(
             write_atomic(md_path, report.to_markdown())
         if plot_path:
             report.plot(Path(plot_path))
+        wrote = [f"{flag[2:]} {path}" for flag, path in writes.items() if path]
+        say(f"wrote {', '.join(wrote)}" if wrote else "wrote no files (--json, --markdown, --plot do)")
     except user_errors() as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)

@@ -1,0 +1,124 @@
+"""--precision fastest: candidates from faked CPU flags (the project's three CPU kinds), the
+quality budget that rejects a degrading precision, the cache, and the CLIs' choice line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from derain_deploy import fastest
+from derain_deploy.backend_spec import BackendSpec, open_spec
+from derain_deploy.backends.base import BackendInfo
+from derain_deploy.model import DerainConfig, DerainNet
+
+XEON_AMX = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"]
+EPYC_AVX2 = ["avx", "avx2", "fma"]
+EPYC_ZEN4 = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]
+# fake per-call times and output noise per precision: bf16 ~60 dB (kept), int8 ~40 dB (rejected)
+DELAY = {"fp32": 0.03, "bf16": 0.01, "int8": 0.005}
+NOISE = {"fp32": 0.0, "bf16": 1e-3, "int8": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def tiny() -> DerainNet:
+    torch.manual_seed(0)
+    return DerainNet(DerainConfig(stages=2, channels=4)).eval()
+
+
+@pytest.fixture(autouse=True)
+def small_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(fastest, "CHECK_SIZE", (24, 32))
+    monkeypatch.setattr(fastest, "CHECK_FRAMES", 1)
+    monkeypatch.setattr(fastest, "TIME_BUDGET_S", 0.0)
+    monkeypatch.setenv("DERAIN_DEPLOY_CACHE", str(tmp_path / "cache"))
+
+
+class Faked:
+    """Eager FP32 underneath, with the precision's noise and delay: timing and quality on cue."""
+
+    def __init__(self, model: DerainNet, spec: BackendSpec) -> None:
+        self.inner = open_spec(BackendSpec("torch"), model, Path("."))
+        self.precision = spec.precision
+        self.info = BackendInfo(spec.backend, "cpu", spec.precision, {})
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(DELAY[self.precision])
+        out = self.inner(batch)
+        noise = np.random.default_rng(0).normal(0, NOISE[self.precision], out.shape)
+        return (out + noise).astype(np.float32)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_candidates_follow_the_cpu_flags() -> None:
+    assert fastest.native_precisions("cpu", XEON_AMX) == ("fp32", "bf16", "int8")
+    assert fastest.native_precisions("cpu", EPYC_ZEN4) == ("fp32", "bf16", "int8")
+    assert fastest.native_precisions("cpu", EPYC_AVX2) == ("fp32",)  # bf16 emulated, int8 saturates
+    labels = [s.label for s in fastest.candidates("cpu", XEON_AMX, backends=["torch"])]
+    assert labels == ["torch:fp32", "torch:fp32:cl", "torch:bf16", "torch:bf16:cl"]
+    assert [s.label for s in fastest.candidates("cpu", EPYC_AVX2, backends=["torch"])] == labels[:2]
+    for spec in fastest.candidates("cpu", EPYC_AVX2):
+        assert spec.precision == "fp32", spec.label  # nothing emulated is even tried
+
+
+@pytest.mark.parametrize(("flags", "picked"), [(XEON_AMX, "bf16"), (EPYC_ZEN4, "bf16"), (EPYC_AVX2, "fp32")])
+def test_picks_bf16_where_native_else_fp32(tiny: DerainNet, flags: list[str], picked: str) -> None:
+    specs = [BackendSpec("torch", p) for p in fastest.native_precisions("cpu", flags)]
+    tried: list[str] = []
+
+    def opener(spec: BackendSpec) -> Faked:
+        tried.append(spec.precision)
+        return Faked(tiny, spec)
+
+    choice = fastest.choose(tiny, specs, opener)
+    assert choice.chosen.spec.precision == picked
+    assert tried == list(fastest.native_precisions("cpu", flags))
+    line = choice.line()
+    assert line.startswith(f"fastest: torch:{picked}"), line
+    if "int8" in tried:  # the int8 stand-in sits at 40 dB: below the 45 dB budget
+        (int8,) = [v for v in choice.verdicts if v.spec.precision == "int8"]
+        assert int8.rejected and int8.rejected.endswith("dB < 45") and int8.ms is None
+        assert "rejected: torch:int8" in line
+    if picked == "bf16":
+        assert "x torch:fp32" in line and choice.chosen.parity_db > 45
+
+
+def test_budget_is_enforced_and_cached(
+    tiny: DerainNet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    specs = [BackendSpec("torch"), BackendSpec("torch", "bf16")]
+    cache = tmp_path / "choice.json"
+    first = fastest.choose(tiny, specs, lambda s: Faked(tiny, s), cache=cache)
+    assert not first.cached and cache.is_file()
+    again = fastest.choose(tiny, specs, lambda s: pytest.fail("a cached choice opens nothing"), cache=cache)
+    assert again.cached and again.chosen.spec == first.chosen.spec and again.line().endswith("[cached]")
+    monkeypatch.setattr(fastest, "PSNR_Y_LOSS_MAX_DB", -1.0)  # nothing can gain 1 dB: all rejected
+    with pytest.raises(fastest.FastestError, match="no candidate stays within the budget"):
+        fastest.choose(tiny, specs, lambda s: Faked(tiny, s), cache=cache)  # a new budget: not the cache
+
+
+def test_cli_run_and_bench_print_the_choice(tmp_path: Path) -> None:
+    from derain_deploy import cli_bench, cli_run
+
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8))
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(cli_run.main, [str(img), "-o", str(out), "--backend", "torch",
+                                               "--precision", "fastest", "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "fastest: torch " in result.output and "dB from FP32" in result.output and out.is_file()
+    args = ["--random-weights", "-b", "torch", "--precision", "fastest", "-r", "16x16", "--budget", "0",
+            "--max-reps", "1", "-q", "--probe-size", "64"]  # fmt: skip
+    result = CliRunner().invoke(cli_bench.main, args)
+    assert result.exit_code == 0, result.output
+    assert "fastest: " in result.output and "wrote no files" in result.output
+    onnx = CliRunner().invoke(cli_run.main, [str(img), "--model", str(tmp_path / "m.onnx"), "--precision",
+                                             "fastest"])  # fmt: skip
+    assert onnx.exit_code == 1 and "error: " in onnx.output
