@@ -141,20 +141,15 @@ def main(
             raise SpecError(f"--max-reps {max_reps} is below --min-reps {min_reps}")
         model, source = load_model(weights, random_weights)
         log = None if quiet else say
-        workdir = None
+        workdir = None  # the bench's own temporary folder, unless the candidates' exports are reused
         if precision == "fastest" or not specs:
-            from .fastest import choose_spec, work_dir
+            from .fastest import with_fastest
 
             if threads:
                 torch.set_num_threads(threads)
-            named = list(dict.fromkeys(s.backend for s in specs)) or None  # -b: among their backends
-            choice = choose_spec(model, device, log, backends=named)
-            say(choice.line())
-            workdir = work_dir(model)  # the candidates' exported files, reused by the rows
-            if not specs:
-                specs = quick_mode.quick_rows(choice.best_fp32.spec, choice.chosen.spec)
-            elif choice.chosen.spec not in specs:
-                specs.append(choice.chosen.spec)
+            chosen, choice, workdir = with_fastest(specs, model, device, say, log)
+            # the quick rows: eager FP32 (always first), the fastest FP32 backend, the fastest precision
+            specs = chosen if specs else quick_mode.quick_rows(choice.best_fp32.spec, choice.chosen.spec)
         spec = BenchSpec(
             backends=specs,
             resolutions=resolutions or mode.resolutions,

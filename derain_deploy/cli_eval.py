@@ -7,7 +7,7 @@ import sys
 import click
 
 from .atomic import write_atomic
-from .backend_spec import load_model, parse_specs
+from .backend_spec import load_model, open_spec, parse_specs
 from .cli_options import max_pixels_option
 from .evaluate import EvalError, evaluate
 from .pairs import LAYOUTS
@@ -34,6 +34,12 @@ from .weights import default_weights_path
     help="Device for specs that name none.",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(["fastest"]),
+    help="fastest: add the column of the fastest precision (among the -b backends, else all) this device "
+    "runs natively within 45 dB of eager FP32 and 0.1 dB PSNR_Y (see derain-bench --help).",
+)
+@click.option(
     "--layout", type=click.Choice(LAYOUTS), default="auto", show_default=True, help="Dataset layout."
 )
 @click.option(
@@ -53,6 +59,7 @@ def main(
     dataset: str,
     backends: tuple[str, ...],
     device: str,
+    precision: str | None,
     layout: str,
     weights: str | None,
     limit: int | None,
@@ -67,6 +74,15 @@ def main(
     try:
         specs = parse_specs(list(backends or ["torch"]), default_device=device)
         model, source = load_model(weights)
+        opener = open_spec
+        if precision == "fastest":
+            from .fastest import with_fastest
+
+            say = lambda line: click.echo(line, err=True)  # noqa: E731
+            specs, _, work = with_fastest(list(parse_specs(list(backends), default_device=device)), model,
+                                          device, say, say)  # fmt: skip
+            specs = specs if backends else list(dict.fromkeys([*parse_specs(["torch"], device), *specs]))
+            opener = lambda s, m, _w: open_spec(s, m, work)  # noqa: E731  (the candidates' exports)
         report = evaluate(
             dataset,
             specs,
@@ -79,6 +95,7 @@ def main(
             max_pixels=max_pixels,
             writes={"--csv": csv_path, "--json": json_path},
             inputs=[weights or default_weights_path()],
+            opener=opener,
         )
         click.echo(report.table())
         if csv_path:

@@ -301,3 +301,14 @@ def run_choice(backend: str, model: str | None, device: str, log: Log | None = N
     if log:
         log(choice.line())
     return {"backend": choice.chosen.spec.backend, "device": where, "precision": choice.chosen.spec.precision}
+
+
+def with_fastest(specs: list[BackendSpec], model: DerainNet, device: str, log: Log,
+                 progress: Log | None = None) -> tuple[list[BackendSpec], Choice, Path]:  # fmt: skip
+    """``specs`` plus the fastest spec among their backends (all backends if none), the choice
+    (its line sent to ``log``) and the folder holding the candidates' exported files."""
+    named = list(dict.fromkeys(s.backend for s in specs)) or None
+    choice = choose_spec(model, device, progress, backends=named)
+    log(choice.line())
+    chosen = choice.chosen.spec
+    return [*specs, *([] if chosen in specs else [chosen])], choice, work_dir(model)

@@ -105,7 +105,7 @@ def test_budget_is_enforced_and_cached(
 
 
 def test_cli_run_and_bench_print_the_choice(tmp_path: Path) -> None:
-    from derain_deploy import cli_bench, cli_run
+    from derain_deploy import cli_bench, cli_eval, cli_run
 
     img = tmp_path / "img.png"
     cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8))
@@ -119,6 +119,13 @@ def test_cli_run_and_bench_print_the_choice(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli_bench.main, args)
     assert result.exit_code == 0, result.output
     assert "fastest: " in result.output and "wrote no files" in result.output
+    for sub in ("rainy", "norain"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "data" / sub / "1.png"), cv2.imread(str(img)))
+    result = CliRunner().invoke(cli_eval.main, [str(tmp_path / "data"), "-b", "torch", "--precision",
+                                                "fastest", "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "fastest: torch:" in result.output and result.output.count("torch:") >= 2
     onnx = CliRunner().invoke(cli_run.main, [str(img), "--model", str(tmp_path / "m.onnx"), "--precision",
                                              "fastest"])  # fmt: skip
     assert onnx.exit_code == 1 and "error: " in onnx.output
