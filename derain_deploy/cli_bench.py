@@ -124,9 +124,17 @@ def main(
     plot_path: str | None,
     quiet: bool,
 ) -> None:
-    """Measure frames/s, latency percentiles, the speed-up over eager FP32 PyTorch and the ratio to
-    the floor (FLOP per frame at the device's peak read from its properties; also against a
-    matmul probe) for each backend and size. Rows print as they finish; the table at the end."""
+    """Measure frames/s, latency percentiles, the speed-up over eager FP32 PyTorch and the floor
+    ratios for each backend and size. Rows print as they finish; then the table, and where the
+    files went.
+
+    By default: 360x640, short budgets, eager FP32 and the fastest FP32 and fastest precision rows
+    (under a minute on a 2-core CPU; the first run for given weights on a machine also exports and
+    checks the candidates once, cached). --full: the matrix.
+
+    x floor (what targets use): time / the FLOP at the device's FP32 peak read from its properties
+    (cores, clock, vector width, FMA ports; a GPU's SMs and clock); it does not move between runs.
+    x probe: time / the FLOP at the rate of a matmul probe measured in the same run."""
     mode = quick_mode.mode(full)
     budget, min_reps = mode.budget_s if budget is None else budget, min_reps or mode.min_reps
     max_reps = max_reps or max(mode.max_reps, min_reps)

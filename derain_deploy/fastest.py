@@ -178,6 +178,8 @@ def choose(
         finally:
             backend.close()
         verdicts.append(v)
+        log(f"fastest: {v.label}: {v.parity_db:.1f} dB from FP32, {-v.psnr_y_loss_db:+.2f} dB PSNR_Y, "
+            + (f"{v.ms:.0f} ms a call" if v.ms is not None else f"rejected ({v.rejected})"))  # fmt: skip
     kept = [v for v in verdicts if v.ms is not None]
     if not kept:
         raise FastestError("fastest: no candidate stays within the budget: "
