@@ -93,7 +93,8 @@ class Choice:
 def native_precisions(kind: str, flags: Iterable[str] | None = None) -> tuple[str, ...]:
     """The precisions device kind ``kind`` computes natively (never an emulated one)."""
     if kind in ("cuda", "tensorrt"):
-        bf16 = ("bf16",) if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else ()
+        # bf16 on tensor cores (compute capability 8.0+); torch's default also counts emulation
+        bf16 = ("bf16",) if torch.cuda.is_available() and torch.cuda.is_bf16_supported(False) else ()
         return ("fp32", "tf32", "fp16", *bf16, "int8")
     found = set(cpu_model_and_flags()[1] if flags is None else flags)
     return (

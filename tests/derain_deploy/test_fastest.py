@@ -129,3 +129,11 @@ def test_cli_run_and_bench_print_the_choice(tmp_path: Path) -> None:
     onnx = CliRunner().invoke(cli_run.main, [str(img), "--model", str(tmp_path / "m.onnx"), "--precision",
                                              "fastest"])  # fmt: skip
     assert onnx.exit_code == 1 and "error: " in onnx.output
+
+
+def test_cuda_bf16_only_where_the_gpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's is_bf16_supported() counts emulation by default: a pre-Ampere GPU must not get bf16."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert "bf16" not in fastest.native_precisions("cuda")
+    assert fastest.native_precisions("cuda") == ("fp32", "tf32", "fp16", "int8")
