@@ -137,3 +137,29 @@ def test_cuda_bf16_only_where_the_gpu_has_it(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     assert "bf16" not in fastest.native_precisions("cuda")
     assert fastest.native_precisions("cuda") == ("fp32", "tf32", "fp16", "int8")
+
+
+def test_default_bench_is_quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No -b, no --full: one resolution, eager FP32 + the fastest FP32 + the fastest precision,
+    each row printed before the table; --full keeps the matrix's settings."""
+    import json
+
+    from derain_deploy import cli_bench
+    from derain_deploy.bench import quick
+
+    real = fastest.candidates
+    torch_only = lambda kind, flags=None, backends=None: real(kind, flags, ["torch"])  # noqa: E731
+    monkeypatch.setattr(fastest, "candidates", torch_only)
+    monkeypatch.setattr(quick, "QUICK_RESOLUTION", (16, 24))
+    with CliRunner().isolated_filesystem():
+        args = ["--random-weights", "--budget", "0", "--probe-size", "64", "--threads", "1", "--json", "r.json"]
+        result = CliRunner().invoke(cli_bench.main, args)
+        assert result.exit_code == 0, result.output
+        data = json.loads(Path("r.json").read_text())
+    labels = [r["label"] for r in data["rows"]]
+    assert labels[0] == "torch:fp32" and len(labels) in (2, 3) and len(set(labels)) == len(labels)
+    assert data["settings"]["resolutions"] == [[16, 24]] and data["settings"]["min_reps"] == 1
+    out = result.output
+    assert out.index("torch:fp32 16x24 b1:") < out.index("p50 ms") < out.index("wrote json r.json")
+    full = quick.mode(True)
+    assert (full.resolutions, full.budget_s, full.min_reps) == (None, 8.0, 3)
