@@ -152,7 +152,8 @@ def test_default_bench_is_quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fastest, "candidates", torch_only)
     monkeypatch.setattr(quick, "QUICK_RESOLUTION", (16, 24))
     with CliRunner().isolated_filesystem():
-        args = ["--random-weights", "--budget", "0", "--probe-size", "64", "--threads", "1", "--json", "r.json"]
+        args = ["--random-weights", "--budget", "0", "--probe-size", "64", "--threads", "1",
+                "--json", "r.json"]  # fmt: skip
         result = CliRunner().invoke(cli_bench.main, args)
         assert result.exit_code == 0, result.output
         data = json.loads(Path("r.json").read_text())
