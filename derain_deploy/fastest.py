@@ -233,7 +233,7 @@ def _load(path: Path, specs: list[BackendSpec]) -> Choice | None:
 
 def cache_file(model: DerainNet, specs: list[BackendSpec], threads: int) -> Path:
     """Where the verdicts for ``model`` on this machine with these candidates are cached."""
-    from .backends.onnx_cache import cache_dir
+    from .artifacts import user_cache_dir
     from .bench.machine import machine_info, versions
 
     m = machine_info()
@@ -241,7 +241,7 @@ def cache_file(model: DerainNet, specs: list[BackendSpec], threads: int) -> Path
            "flags": sorted(cpu_model_and_flags()[1]), "threads": threads, "versions": versions(),
            "specs": [s.label for s in specs], "budget": _budget()}  # fmt: skip
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return cache_dir() / "fastest" / f"{digest}.json"
+    return user_cache_dir() / "fastest" / f"{digest}.json"
 
 
 def model_digest(model: DerainNet) -> str:
@@ -255,10 +255,10 @@ def model_digest(model: DerainNet) -> str:
 
 def work_dir(model: DerainNet) -> Path:
     """A persistent folder for the files exported from ``model`` (bench and eval reuse them)."""
-    from .backends.onnx_cache import CACHE_FORMAT as ONNX_FORMAT
-    from .backends.onnx_cache import cache_dir
+    from .artifacts import CACHE_FORMAT as ARTIFACT_FORMAT
+    from .artifacts import user_cache_dir
 
-    return cache_dir() / "bench-work" / f"{model_digest(model)[:16]}-{ONNX_FORMAT}"
+    return user_cache_dir() / "bench-work" / f"{model_digest(model)[:16]}-{ARTIFACT_FORMAT}"
 
 
 def choose_spec(model: DerainNet, device: str = "cpu", log: Log | None = None,
