@@ -23,12 +23,12 @@ import numpy as np
 from derain_deploy.model import DerainNet
 from derain_deploy.weights import default_weights_path, file_sha256, load_weights
 
-from . import onnx_export, precision, trt_build, verify
+from . import int8_files, onnx_export, precision, trt_build, verify
+from .int8_files import CALIBRATION_SEED as CALIBRATION_SEED  # re-exported
 from .onnx_export import ExportError
 from .profiles import Profile, Shape, make_profile, shape_str
-from .verify import ParityError
+from .verify import ParityError as ParityError  # re-exported
 
-CALIBRATION_SEED = 1234
 QUALITY_SEED = 99
 QUALITY_IMAGES = (4, 128, 160)  # n, height, width of the rainy images for INT8 / early-exit PSNR
 
@@ -56,6 +56,7 @@ class ExportOptions:
     int8: bool = False
     int8_max_loss_db: float = verify.INT8_MAX_LOSS_DB
     int8_tensorrt_max_loss_db: float = verify.INT8_MAX_LOSS_DB  # the TensorRT INT8 file's own budget
+    int8_recipe: precision.Int8Recipe = precision.DEFAULT_RECIPE
     calibration_frames: int = precision.CALIBRATION_FRAMES
     calibration_crop: tuple[int, int] = precision.CALIBRATION_CROP
     simplify: bool = False
@@ -294,41 +295,7 @@ def _build_and_check(
     quality = verify.rainy_images(n, h, w, seed=QUALITY_SEED) if needed else (np.empty(0), np.empty(0))
 
     if options.int8:
-        ch, cw = options.shape[2:] if options.shape else options.calibration_crop
-        frames = batch * -(-options.calibration_frames // batch)
-        calib, _ = verify.rainy_images(frames, ch, cw, seed=CALIBRATION_SEED)
-        qproto = precision.quantize_int8(proto, calib, batch)
-        onnx_export.set_metadata(
-            qproto,
-            _metadata(
-                base_meta,
-                precision="int8",
-                simplified=options.simplify,
-                quantization={
-                    "format": "QDQ",
-                    "target": "cpu",
-                    "activations": "QUInt8 asymmetric",
-                    "weights": "QInt8 per-channel symmetric, 7 bits (reduce_range)",
-                    "calibration": "MinMax",
-                    "frames": options.calibration_frames,
-                    "crop": [ch, cw],
-                    "seed": CALIBRATION_SEED,
-                    "source": "derain_deploy.rain mixed",
-                },
-            ),
-        )
-        onnx_export.full_check(qproto)
-        files["int8"] = onnx_export.serialize(qproto)
-        cmp = verify.compare_quality(fp32, files["int8"], *quality, batch=batch)
-        report.checks["int8"] = {**dataclasses.asdict(cmp), "max_loss_db": options.int8_max_loss_db}
-        if cmp.loss_db > options.int8_max_loss_db:
-            raise ParityError(
-                f"INT8 model not written: PSNR loss {cmp.loss_db:.3f} dB > {options.int8_max_loss_db:g} dB "
-                f"(FP32 {cmp.psnr_fp32:.2f} dB, INT8 {cmp.psnr_low:.2f} dB on {cmp.images} rainy images)"
-            )
-        files["int8_tensorrt"] = _int8_tensorrt(
-            proto, calib, batch, fp32, quality, options, base_meta, report
-        )
+        files.update(int8_files.int8_files(proto, fp32, quality, options, base_meta, report))
 
     full_fp32 = None
     if stages < net.config.stages:
@@ -362,52 +329,6 @@ def _build_and_check(
         report.bench_shape = list(bench)
 
     return files
-
-
-def _int8_tensorrt(
-    proto,  # type: ignore[no-untyped-def]
-    calib: np.ndarray,
-    batch: int,
-    fp32: bytes,
-    quality: tuple[np.ndarray, np.ndarray],
-    options: ExportOptions,
-    base_meta: dict[str, object],
-    report: ExportReport,
-) -> bytes:
-    """The TensorRT INT8 file (symmetric int8, float biases), checked against its own budget on
-    ONNX Runtime's unfused Q/DQ reference kernels (the arithmetic TensorRT runs)."""
-    qproto = precision.quantize_int8(proto, calib, batch, target="tensorrt")
-    onnx_export.set_metadata(
-        qproto,
-        _metadata(
-            base_meta,
-            precision="int8",
-            simplified=options.simplify,
-            quantization={
-                "format": "QDQ",
-                "target": "tensorrt",
-                "activations": "QInt8 symmetric (zero point 0)",
-                "weights": "QInt8 per-channel symmetric, 8 bits",
-                "biases": "float (QuantizeBias=False)",
-                "calibration": "MinMax",
-                "frames": options.calibration_frames,
-                "crop": list(calib.shape[2:]),
-                "seed": CALIBRATION_SEED,
-                "source": "derain_deploy.rain mixed",
-            },
-        ),
-    )
-    onnx_export.full_check(qproto)
-    data = onnx_export.serialize(qproto)
-    cmp = verify.compare_quality(fp32, data, *quality, batch=batch, low_reference_kernels=True)
-    budget = options.int8_tensorrt_max_loss_db
-    report.checks["int8_tensorrt"] = {**dataclasses.asdict(cmp), "max_loss_db": budget}
-    if cmp.loss_db > budget:
-        raise ParityError(
-            f"TensorRT INT8 model not written: PSNR loss {cmp.loss_db:.3f} dB > {budget:g} dB "
-            f"(FP32 {cmp.psnr_fp32:.2f} dB, INT8 {cmp.psnr_low:.2f} dB on {cmp.images} rainy images)"
-        )
-    return data
 
 
 def engine_plans(report: ExportReport) -> list[tuple[Artifact, Path]]:

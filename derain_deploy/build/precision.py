@@ -35,6 +35,7 @@ import io
 import logging
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -184,15 +185,71 @@ def check_tensorrt_qdq(qproto: onnx.ModelProto) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How the INT8 file is calibrated: the range method over the calibration frames, which
+    convolutions stay in float (by the weight name prefix of their module, e.g. ``refine``),
+    per-channel and 7-bit (``reduce_range``) weights, and which op types get Q/DQ.
+    ``reduce_range`` applies to the CPU file only (TensorRT's file always has 8-bit weights)."""
+
+    method: str = "minmax"  # minmax, percentile or entropy
+    percentile: float = 99.999
+    float_layers: tuple[str, ...] = ()
+    per_channel: bool = True
+    reduce_range: bool = True
+    op_types: tuple[str, ...] | None = None  # None: onnxruntime's default set
+
+    def describe(self) -> str:
+        method = f"percentile {self.percentile:g}" if self.method == "percentile" else self.method
+        bits = "7-bit" if self.reduce_range else "8-bit"
+        kept = f", float: {'+'.join(self.float_layers)}" if self.float_layers else ""
+        ops = f", Q/DQ on {'+'.join(self.op_types)}" if self.op_types else ""
+        return f"{method}, {'per-channel' if self.per_channel else 'per-tensor'} {bits} weights{kept}{ops}"
+
+
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+DEFAULT_RECIPE = Int8Recipe()
+
+
+def float_nodes(proto: onnx.ModelProto, prefixes: tuple[str, ...]) -> list[str]:
+    """Names of the Conv nodes whose weight initializer starts with one of ``prefixes``."""
+    found = [
+        n.name
+        for n in proto.graph.node
+        if n.op_type == "Conv" and len(n.input) > 1 and n.input[1].startswith(tuple(prefixes))
+    ]
+    if prefixes and not found:
+        raise ExportError(f"no convolution matches the float layers {', '.join(prefixes)}")
+    return found
+
+
 def quantize_int8(
-    proto: onnx.ModelProto, calibration: np.ndarray, batch: int = 1, target: str = "cpu"
+    proto: onnx.ModelProto,
+    calibration: np.ndarray,
+    batch: int = 1,
+    target: str = "cpu",
+    recipe: Int8Recipe = DEFAULT_RECIPE,
 ) -> onnx.ModelProto:
     """Static QDQ INT8 model of ``proto`` for ``target`` (cpu or tensorrt, see the module
-    docstring) calibrated (MinMax) on ``calibration`` (NCHW frames, ``batch`` a step: a static
-    graph's batch size)."""
+    docstring) calibrated on ``calibration`` (NCHW frames, ``batch`` a step: a static
+    graph's batch size) as ``recipe`` says."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    if recipe.method not in CALIBRATION_METHODS:
+        expected = ", ".join(CALIBRATION_METHODS)
+        raise ExportError(f"unknown calibration method {recipe.method!r}; expected {expected}")
     settings = _quantizer_settings(target)
+    if target == "cpu":
+        settings["reduce_range"] = recipe.reduce_range
+    if recipe.method == "percentile":
+        settings["extra_options"] = {**settings["extra_options"], "CalibPercentile": recipe.percentile}  # type: ignore[dict-item]
+    if recipe.op_types is not None:
+        settings["op_types_to_quantize"] = list(recipe.op_types)
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }[recipe.method]
 
     quiet = logging.getLogger()
     level = quiet.level
@@ -208,10 +265,13 @@ def quantize_int8(
                     _Frames(proto.graph.input[0].name, calibration, batch),
                     quant_format=QuantFormat.QDQ,
                     weight_type=QuantType.QInt8,
-                    per_channel=True,
-                    calibrate_method=CalibrationMethod.MinMax,
+                    per_channel=recipe.per_channel,
+                    calibrate_method=method,
+                    nodes_to_exclude=float_nodes(proto, recipe.float_layers),
                     **settings,  # type: ignore[arg-type]
                 )
+        except ExportError:
+            raise
         except Exception as e:  # quantizer errors come in many types
             raise ExportError(
                 f"INT8 quantization failed: {type(e).__name__}: {str(e).splitlines()[0]}"
@@ -224,7 +284,7 @@ def quantize_int8(
     weights = quantized_weights(qproto)
     if target == "tensorrt":
         check_tensorrt_qdq(qproto)
-    elif weights and max_abs_weight(weights) > WEIGHT_LIMIT:
+    elif weights and recipe.reduce_range and max_abs_weight(weights) > WEIGHT_LIMIT:
         raise ExportError(f"INT8 weights exceed +-{WEIGHT_LIMIT}: they would saturate on CPUs without VNNI")
     if ops["Conv"] != convs or ops["QuantizeLinear"] == 0:
         raise ExportError(
