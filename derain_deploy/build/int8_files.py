@@ -53,8 +53,9 @@ def _one_file(
     """One INT8 file for ``target``, checked: the CPU file on ONNX Runtime's fused CPU kernels,
     the TensorRT file on its unfused Q/DQ reference kernels (the arithmetic TensorRT runs)."""
     batch = options.shape[0] if options.shape else 1
-    qproto = precision.quantize_int8(proto, calib, batch, target=target, recipe=options.int8_recipe)
-    meta = _quantization_meta(target, options.int8_recipe, options.calibration_frames, list(calib.shape[2:]))
+    recipe = options.int8_recipe if target == "cpu" else precision.TENSORRT_RECIPE
+    qproto = precision.quantize_int8(proto, calib, batch, target=target, recipe=recipe)
+    meta = _quantization_meta(target, recipe, options.calibration_frames, list(calib.shape[2:]))
     onnx_export.set_metadata(
         qproto, {**base_meta, "precision": "int8", "simplified": options.simplify, "quantization": meta}
     )

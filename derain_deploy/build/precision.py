@@ -12,6 +12,11 @@ INT8: static QDQ quantization with ``onnxruntime.quantization.quantize_static``:
 activations (asymmetric), per-channel symmetric QInt8 weights in 7 bits (``reduce_range``),
 MinMax calibration on small rainy crops (Percentile/Entropy keep histograms of every activation
 and ran out of 24 GB on large crops). QDQ is the format TensorRT consumes for explicit INT8.
+:data:`DEFAULT_RECIPE` puts Q/DQ only on the convolutions' inputs (the Adds and Subs that carry
+each stage's image stay float) and keeps ``fs``, the conv that reads each stage's image, in
+float (3 % of the MACs): the bundled weights went from 39.4 to 45.6 dB from FP32 (worst image of
+benchmarks/int8_calibration.py's check set), where Percentile, Entropy, more or real-photo
+calibration crops and NNCF moved it by -10 to +1.3 dB.
 
 Why 7-bit weights: x86 CPUs without VNNI (AVX2, plain AVX-512) multiply u8 activations by s8
 weights with VPMADDUBSW, which adds two products in 16 bits and saturates (2 x 255 x 127 >
@@ -197,7 +202,7 @@ class Int8Recipe:
     float_layers: tuple[str, ...] = ()
     per_channel: bool = True
     reduce_range: bool = True
-    op_types: tuple[str, ...] | None = None  # None: onnxruntime's default set
+    op_types: tuple[str, ...] | None = None  # None: onnxruntime's default set (Conv, Add, ...)
 
     def describe(self) -> str:
         method = f"percentile {self.percentile:g}" if self.method == "percentile" else self.method
@@ -208,7 +213,10 @@ class Int8Recipe:
 
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
-DEFAULT_RECIPE = Int8Recipe()
+# The CPU file: Q/DQ only around convolutions, and each stage's first conv (fs, which reads an
+# image: the stage input) in float; benchmarks/results/int8_calibration_*.json measured it.
+DEFAULT_RECIPE = Int8Recipe(float_layers=("fs",), op_types=("Conv",))
+TENSORRT_RECIPE = Int8Recipe(reduce_range=False)  # every op quantized, 8-bit weights
 
 
 def float_nodes(proto: onnx.ModelProto, prefixes: tuple[str, ...]) -> list[str]:
@@ -228,13 +236,16 @@ def quantize_int8(
     calibration: np.ndarray,
     batch: int = 1,
     target: str = "cpu",
-    recipe: Int8Recipe = DEFAULT_RECIPE,
+    recipe: Int8Recipe | None = None,
 ) -> onnx.ModelProto:
     """Static QDQ INT8 model of ``proto`` for ``target`` (cpu or tensorrt, see the module
     docstring) calibrated on ``calibration`` (NCHW frames, ``batch`` a step: a static
-    graph's batch size) as ``recipe`` says."""
+    graph's batch size) as ``recipe`` says (default: the target's, DEFAULT_RECIPE or
+    TENSORRT_RECIPE)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    if recipe is None:
+        recipe = TENSORRT_RECIPE if target == "tensorrt" else DEFAULT_RECIPE
     if recipe.method not in CALIBRATION_METHODS:
         expected = ", ".join(CALIBRATION_METHODS)
         raise ExportError(f"unknown calibration method {recipe.method!r}; expected {expected}")

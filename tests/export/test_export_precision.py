@@ -169,3 +169,75 @@ def test_export_writes_both_int8_files(tiny_export) -> None:
     for key in ("int8", "int8_tensorrt"):
         figures = tiny_export.checks[key]
         assert figures["loss_db"] <= figures["max_loss_db"], (key, figures)
+
+
+def _check_set(height: int = 48, width: int = 64) -> np.ndarray:
+    """benchmarks/int8_calibration.py's check set at tiny crops: mixed-rain crops and the
+    bench's heavy-rain frames."""
+    from derain_deploy.bench.inputs import rainy_batch
+
+    return np.concatenate(
+        [verify.rainy_images(4, height, width, seed=99)[0], rainy_batch(height, width, 2)[0]]
+    )
+
+
+def test_default_int8_recipe_keeps_the_image_convs_float_and_qdq_on_conv_only(
+    tiny_proto: onnx.ModelProto,
+) -> None:
+    # The measured recipe (benchmarks/results/int8_calibration_*.json): quantized Adds/Subs and
+    # the quantized input of each stage's first conv (fs, reading an image) cost the most dB.
+    calib, _ = verify.rainy_images(4, 32, 32, seed=6)
+    q = quantize_int8(tiny_proto, calib)
+    producer = {o: n for n in q.graph.node for o in n.output}
+    init = {t.name for t in q.graph.initializer}
+
+    def dequantized(node: onnx.NodeProto) -> bool:
+        return any(i in producer and producer[i].op_type == "DequantizeLinear" for i in node.input)
+
+    fs = [
+        n for n in q.graph.node if n.op_type == "Conv" and n.input[1] in init and n.input[1].startswith("fs.")
+    ]
+    assert fs, "the fs convolutions must keep their float weights"
+    # (their input may still arrive through a DequantizeLinear: the producing conv's output Q/DQ)
+    # Q/DQ only where a quantized conv reads: fewer Q nodes than with every op quantized.
+    every_op = quantize_int8(tiny_proto, calib, recipe=precision.Int8Recipe())
+    assert qdq_figures(q)["q"] < qdq_figures(every_op)["q"]
+    others = [n for n in q.graph.node if n.op_type == "Conv" and n not in fs]
+    assert others and all(producer[n.input[1]].op_type == "DequantizeLinear" for n in others)
+
+
+def test_int8_file_meets_the_parity_line_on_the_check_set(tiny_export) -> None:
+    # INT8 >= 42 dB RGB PSNR from FP32 on every image of the check set, on ONNX Runtime and,
+    # where installed, OpenVINO (benchmarks/int8_calibration.py measures the full model).
+    files = {
+        a.precision: str(a.path) for a in tiny_export.artifacts if a.kind == "onnx" and a.target != "tensorrt"
+    }
+    x = _check_set()
+    ref = verify.run_onnx(verify.cpu_session(files["fp32"]), x)
+    low = verify.run_onnx(verify.cpu_session(files["int8"]), x)
+    assert min(verify.psnr_rgb(low, ref)) >= 42
+    ov = pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    compiled = ov.Core().compile_model(files["int8"], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    low_ov = np.concatenate([compiled(f[None])[0] for f in x])
+    assert min(verify.psnr_rgb(low_ov, ref)) >= 42
+
+
+def test_int8_recipe_errors_name_the_problem(tiny_proto: onnx.ModelProto) -> None:
+    calib, _ = verify.rainy_images(2, 32, 32, seed=6)
+    with pytest.raises(ExportError, match="unknown calibration method 'median'"):
+        quantize_int8(tiny_proto, calib, recipe=precision.Int8Recipe(method="median"))
+    with pytest.raises(ExportError, match="no convolution matches the float layers nosuch"):
+        quantize_int8(tiny_proto, calib, recipe=precision.Int8Recipe(float_layers=("nosuch",)))
+
+
+def test_int8_recipe_variants_change_the_file(tiny_proto: onnx.ModelProto) -> None:
+    calib, _ = verify.rainy_images(4, 32, 32, seed=6)
+    eight = quantize_int8(tiny_proto, calib, recipe=precision.Int8Recipe(reduce_range=False))
+    assert precision.max_abs_weight(quantized_weights(eight)) > precision.WEIGHT_LIMIT  # 8 bits: up to 127
+    refine = quantize_int8(tiny_proto, calib, recipe=precision.Int8Recipe(float_layers=("refine",)))
+    kept = precision.float_nodes(tiny_proto, ("refine",))
+    assert len(kept) == 3 and not {f"{n}" for n in kept} - {n.name for n in refine.graph.node}
+    assert not any(
+        w.startswith("refine")
+        for w in {n.input[0] for n in refine.graph.node if n.op_type == "DequantizeLinear"}
+    )
