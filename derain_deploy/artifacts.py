@@ -30,7 +30,7 @@ from .weights import WeightsError, file_sha256
 CACHE_FORMAT = 3
 ONNX_PRECISIONS = ("fp32", "fp16", "int8")
 # The faster graph form per precision on ONNX Runtime CPU, measured by benchmarks/run_bench.py
-# (benchmarks/results/intel-xeon-2c.md, 480x640): FP32 concat 823 ms vs split 1,178 ms;
+# (benchmarks/results/intel-xeon-2c_2026-11-25.md, 480x640): FP32 concat 823 ms vs split 1,178 ms;
 # INT8 split 816 ms vs concat 1,085 ms (QLinearConcat is slow). OpenVINO passes its own form.
 FASTEST_GRAPH = {"fp32": "concat", "fp16": "split", "int8": "split"}
 
