@@ -29,8 +29,8 @@ import numpy as np
 from derain_deploy.atomic import write_atomic
 from derain_deploy.backend_spec import load_model, open_spec, parse_specs, runnable_here
 from derain_deploy.bench import BenchReport, BenchSpec, machine_info, rainy_frame, run_bench
-from derain_deploy.cli_bench import user_errors
 from derain_deploy.evaluate import evaluate
+from derain_deploy.user_errors import user_errors
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MATRIX = {

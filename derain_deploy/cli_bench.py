@@ -17,7 +17,7 @@ from .backends import registry
 from .bench import BenchSpec, run_bench
 from .bench import quick as quick_mode
 from .output_guard import check_writes
-from .user_errors import user_errors  # cli_eval and benchmarks/run_bench.py import it from here
+from .user_errors import user_errors
 from .weights import default_weights_path
 
 DEFAULT_BACKENDS = registry.default_sets()  # per --device: each backend's descriptor lists its rows
