@@ -55,6 +55,7 @@ from derain_deploy.backends import open_backend
 from derain_deploy.backends.torch_backend import resolve_torch_device, tf32_mode, tf32_setting
 from derain_deploy.bench.inputs import rainy_batch
 from derain_deploy.bench.machine import machine_info, versions
+from derain_deploy.output_guard import check_writes
 from derain_deploy.parity import TOLERANCES
 from derain_deploy.pipeline import run as run_pipeline
 from derain_deploy.streams import open_sink, open_source
@@ -545,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print_plan(args)
             return 0
+        if args.out:
+            check_writes({"--out": args.out, "--out (Markdown)": args.out.with_suffix(".md")}, [args.weights])
         device = resolve_torch_device(args.device)
         bench = Bench(args, device, t0 + args.deadline)  # loads the weights
     except (ValueError, RuntimeError) as e:  # BackendError is a RuntimeError, WeightsError a ValueError

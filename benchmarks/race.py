@@ -264,13 +264,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="JSON file (the Markdown table goes next to it)")
@@ -294,10 +287,17 @@ def main() -> None:
 
     import torch
 
+    from derain_deploy.atomic import write_atomic
     from derain_deploy.bench.inputs import rainy_frame
     from derain_deploy.bench.machine import machine_info
     from derain_deploy.build.verify import run_eager
+    from derain_deploy.output_guard import OutputGuardError, check_writes
     from derain_deploy.weights import default_weights_path, load_weights
+
+    try:
+        check_writes({"--out": args.out, "--out (Markdown)": args.out.with_suffix(".md")}, [args.weights])
+    except OutputGuardError as e:
+        sys.exit(f"error: {e}")
 
     torch.set_num_threads(THREADS)
     load_before = os.getloadavg()

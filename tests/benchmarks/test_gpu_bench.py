@@ -132,3 +132,16 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path, capsys: pytest.Captur
         assert gpu_bench.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith(message) and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_out_that_names_the_weights_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"not read: the guard comes first")
+    before = weights.read_bytes()
+    argv = [*TINY, "--deadline", "0", "--weights", str(weights), "--out", str(weights)]
+    assert gpu_bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "input" in err and len(err.strip().splitlines()) == 1, err
+    assert weights.read_bytes() == before
