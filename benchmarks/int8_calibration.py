@@ -241,9 +241,16 @@ def main() -> None:
     import onnx
     import onnxruntime
 
+    from derain_deploy.atomic import write_atomic
     from derain_deploy.bench.machine import machine_info
     from derain_deploy.build import onnx_export, verify
+    from derain_deploy.output_guard import OutputGuardError, check_writes
     from derain_deploy.weights import default_weights_path, load_weights
+
+    try:
+        check_writes({"--out": args.out}, [args.onnx, args.weights])
+    except OutputGuardError as e:
+        raise SystemExit(f"error: {e}") from None
 
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="int8-cal-") as tmp_name:
@@ -336,10 +343,7 @@ def main() -> None:
             raise SystemExit(f"error: {args.out} has another check set or graph; cannot append")
         result["rows"] = earlier["rows"] + rows
         result["runs"] = [*earlier.get("runs", [earlier["seconds"]]), result["seconds"]]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    os.replace(tmp_out, args.out)
+    write_atomic(args.out, json.dumps(result, indent=1, default=str) + "\n")
     print(f"wrote {args.out}")
 
 
