@@ -149,7 +149,7 @@ class ArtifactCache:
         path = self._onnx_path(weights, sha, precision, graph, tensorrt)
         if path.is_file():
             return path, False
-        self._export(weights, sha, precision, graph)
+        self._export(weights, sha, precision, graph, tensorrt)
         return path, True
 
     def _onnx_path(self, weights: Path, sha: str, precision: str, graph: str, tensorrt: bool) -> Path:
@@ -183,9 +183,10 @@ class ArtifactCache:
             "fp16_check_shape": self.fp16_check_shape,
         }
 
-    def _export(self, weights: Path, sha: str, precision: str, graph: str) -> None:
-        """``export_model`` into a private folder inside the cache, then each file it made (the
-        FP32 file always, INT8's CPU and TensorRT files together) renamed to its own entry."""
+    def _export(self, weights: Path, sha: str, precision: str, graph: str, tensorrt: bool = False) -> None:
+        """``export_model`` into a private folder inside the cache, then each file it made renamed
+        to its own entry: the FP32 file (read from its entry when there is one, not exported again)
+        and the one INT8 file asked for (the CPU or the TensorRT one)."""
         try:
             from .build import verify
             from .build.api import ExportOptions, export_model
@@ -193,13 +194,16 @@ class ArtifactCache:
             raise BackendError(
                 f"cannot export {weights.name}: the artifact builder is missing ({e})"
             ) from None
+        fp32 = self._onnx_path(weights, sha, "fp32", graph, False)
         options = ExportOptions(
             graph=graph,
             fp16=precision == "fp16",
             int8=precision == "int8",
+            int8_targets=("tensorrt",) if tensorrt else ("cpu",),
             bench_shape=None,
             fp16_large_shape=self.fp16_check_shape or verify.HARD_LARGE_SHAPE,
             name=self.name,
+            fp32_from=fp32 if fp32.is_file() else None,
         )
         folder = self.root / "onnx"
         try:
@@ -208,8 +212,9 @@ class ArtifactCache:
                 report = export_model(weights, Path(tmp), options)
                 for a in report.artifacts:
                     final = self._onnx_path(weights, sha, a.precision, graph, a.target == "tensorrt")
-                    final.parent.mkdir(exist_ok=True)
-                    os.replace(a.path, final)
+                    if not final.is_file():  # the FP32 file it was read from stays as it is
+                        final.parent.mkdir(exist_ok=True)
+                        os.replace(a.path, final)
         except WeightsError:
             raise
         except OSError as e:

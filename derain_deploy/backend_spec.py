@@ -24,6 +24,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -31,7 +32,11 @@ from .backends import registry
 from .backends.base import Backend, BackendError, FiniteBackend
 from .model import DerainNet
 
+if TYPE_CHECKING:
+    from .artifacts import ArtifactCache
+
 GRAPHS = ("concat", "split")
+FILE_PRECISION = {"bf16": "fp32", "tf32": "fp32"}  # precisions a backend computes from the FP32 file
 # Backend names, precisions, devices and options come from the registry (each backend's descriptor).
 
 
@@ -191,6 +196,14 @@ def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
     kind = registry.get(spec.backend).export_kind
     if kind is None:
         raise BackendError(f"{spec.label}: {spec.backend} runs no exported file (name one: NAME=FILE)")
+    cache, weights = work_cache(model, workdir)
+    tensorrt = spec.device.startswith("tensorrt")  # ONNX Runtime's TensorRT provider: the TensorRT INT8 file
+    return cache.model_file(kind, weights, spec.precision, spec.graph, tensorrt=tensorrt)
+
+
+def work_cache(model: DerainNet, workdir: Path) -> tuple[ArtifactCache, Path]:
+    """The artifact cache in ``workdir`` that bench and eval specs export into, and the weights
+    file it exports from (``model`` saved there once)."""
     from .artifacts import ArtifactCache
     from .weights import save_weights
 
@@ -198,9 +211,19 @@ def exported_path(spec: BackendSpec, model: DerainNet, workdir: Path) -> Path:
     if not weights.is_file():
         save_weights(model, weights)
     # the NaN/Inf check at a bench-sized shape; the bench's parity check covers the rest
-    cache = ArtifactCache(workdir, fp16_check_shape=BENCH_FP16_CHECK, name="derain")
-    tensorrt = spec.device.startswith("tensorrt")  # ONNX Runtime's TensorRT provider: the TensorRT INT8 file
-    return cache.model_file(kind, weights, spec.precision, spec.graph, tensorrt=tensorrt)
+    return ArtifactCache(workdir, fp16_check_shape=BENCH_FP16_CHECK, name="derain"), weights
+
+
+def export_specs(specs: list[BackendSpec], model: DerainNet, workdir: Path, log: Callable[[str], None]
+                 ) -> None:  # fmt: skip
+    """Export the CPU ONNX files ``specs`` will open (none named by the user), graph forms side by
+    side (:mod:`.parallel_export`), so that opening them afterwards finds them cached."""
+    from .parallel_export import export_all
+
+    onnx = [s for s in specs if not s.file and s.device == "cpu" and s.descriptor.export_kind == "onnx"]
+    wanted = [(FILE_PRECISION.get(s.precision, s.precision), s.graph) for s in onnx]
+    if wanted:
+        export_all(*work_cache(model, workdir), wanted, log)
 
 
 def open_spec(spec: BackendSpec, model: DerainNet, workdir: Path) -> Backend:

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import click
-import torch
 
 from .atomic import write_atomic
-from .backend_spec import SpecError, load_model, parse_specs, runnable_here
+from .backend_spec import EAGER_FP32, BackendSpec, SpecError, load_model, parse_specs, runnable_here
 from .backends import registry
 from .bench import BenchSpec, run_bench
 from .bench import quick as quick_mode
@@ -149,15 +148,20 @@ def main(
             raise SpecError(f"--max-reps {max_reps} is below --min-reps {min_reps}")
         model, source = load_model(weights, random_weights)
         log = None if quiet else say
-        workdir = None  # the bench's own temporary folder, unless the candidates' exports are reused
+        workdir, later = None, None  # the bench's own temporary folder, unless the candidates' are reused
         if precision == "fastest" or not specs:
-            from .fastest import with_fastest
+            from . import fastest
 
-            if threads:
-                torch.set_num_threads(threads)
-            chosen, choice, workdir = with_fastest(specs, model, device, say, log)
-            # the quick rows: eager FP32 (always first), the fastest FP32 backend, the fastest precision
-            specs = chosen if specs else quick_mode.quick_rows(choice.best_fp32.spec, choice.chosen.spec)
+            workdir = fastest.work_dir(model)
+            named = list(specs)
+
+            def later() -> list[BackendSpec]:  # after the eager row: the choice takes longer
+                chosen, choice, _ = fastest.with_fastest(named, model, device, say, log,
+                                                         build_int8=precision == "fastest")  # fmt: skip
+                # the quick rows: the fastest FP32 backend and the fastest precision
+                return chosen if named else quick_mode.quick_rows(choice.best_fp32.spec, choice.chosen.spec)
+
+            specs = specs or [EAGER_FP32.with_device(device)]
         spec = BenchSpec(
             backends=specs,
             resolutions=resolutions or mode.resolutions,
@@ -171,7 +175,7 @@ def main(
             probe_size=probe_size,
             probe_repeats=mode.probe_repeats,
         )
-        report = run_bench(spec, model, log=log, weights=source, workdir=workdir)
+        report = run_bench(spec, model, log=log, weights=source, workdir=workdir, later=later)
         click.echo(report.table())
         if json_path:
             write_atomic(json_path, report.to_json() + "\n")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backend_spec import EAGER_FP32, BackendSpec, open_spec, parse_spec
+from .backend_spec import EAGER_FP32, BackendSpec, export_specs, open_spec, parse_spec, work_cache
 from .backends import registry
 from .backends.base import Backend, BackendError, FiniteBackend
 from .cpu import NATIVE_BF16_FLAGS, cpu_model_and_flags
@@ -107,7 +107,10 @@ def native_precisions(kind: str, flags: Iterable[str] | None = None) -> tuple[st
 def candidates(kind: str, flags: Iterable[str] | None = None, backends: Iterable[str] | None = None
                ) -> list[BackendSpec]:  # fmt: skip
     """Every installed backend on ``kind`` (or those in ``backends``) in each native precision it
-    offers: its bench defaults of that precision, else its defaults rewritten to it."""
+    offers, in its faster form: the first of its bench defaults of that precision, else its first
+    default rewritten to it (each descriptor lists its faster form first: ONNX Runtime's FP32
+    concat graph, OpenVINO's split graph, torch's channels_last; ``derain-bench --full`` times the
+    other forms)."""
     natives = native_precisions(kind, flags)
     wanted = None if backends is None else {registry.get(b).name for b in backends}
     out: list[BackendSpec] = []
@@ -118,9 +121,9 @@ def candidates(kind: str, flags: Iterable[str] | None = None, backends: Iterable
         defaults = defaults or [BackendSpec(d.name, device=kind)]
         for precision in (p for p in d.precisions if p in natives):
             same = [s for s in defaults if s.precision == precision]
-            for spec in same or [dataclasses.replace(s, precision=precision) for s in defaults]:
-                if spec not in out:
-                    out.append(spec)
+            spec = same[0] if same else dataclasses.replace(defaults[0], precision=precision)
+            if spec not in out:
+                out.append(spec)
     return out
 
 
@@ -262,15 +265,34 @@ def work_dir(model: DerainNet) -> Path:
 
 
 def choose_spec(model: DerainNet, device: str = "cpu", log: Log | None = None,
-                backends: Iterable[str] | None = None) -> Choice:  # fmt: skip
-    """``--precision fastest`` for derain-bench and derain-eval: a spec on ``device``'s kind."""
+                backends: Iterable[str] | None = None, build_int8: bool = True) -> Choice:  # fmt: skip
+    """``--precision fastest`` for derain-bench and derain-eval: a spec on ``device``'s kind.
+    The candidates' ONNX files are exported first, graph forms side by side. ``build_int8``
+    False (the quick bench): INT8 candidates whose file is not built yet are left out, said so."""
     kind = device.partition(":")[0]
     specs = [s.with_device(device) for s in candidates(kind, backends=backends)]
     work = work_dir(model)
     work.mkdir(parents=True, exist_ok=True)
+    if not build_int8:
+        specs = _without_unbuilt_int8(specs, model, work, log)
     cache = cache_file(model, specs, torch.get_num_threads())
+    if not cache.is_file():
+        export_specs(specs, model, work, log or (lambda _m: None))
     return choose(model, specs, lambda s: FiniteBackend(open_spec(s, model, work), model=s.label),
                   log=log, cache=cache)  # fmt: skip
+
+
+def _without_unbuilt_int8(specs: list[BackendSpec], model: DerainNet, work: Path, log: Log | None
+                          ) -> list[BackendSpec]:  # fmt: skip
+    """``specs`` less the INT8 ones whose CPU file the work cache lacks (calibrating it and the
+    first OpenVINO INT8 compile take about 25 s on a 2-core CPU: more than the quick bench has)."""
+    cache, weights = work_cache(model, work)
+    unbuilt = [s for s in specs if s.precision == "int8" and s.device == "cpu" and not s.file
+               and not cache.onnx_path(weights, "int8", s.graph).is_file()]  # fmt: skip
+    if unbuilt and log:
+        log(f"fastest: {', '.join(s.label for s in unbuilt)} not checked: the INT8 file is not built yet "
+            "(derain-bench --precision fastest builds and checks it once)")  # fmt: skip
+    return [s for s in specs if s not in unbuilt]
 
 
 def run_choice(backend: str, model: str | None, device: str, log: Log | None = None) -> dict[str, str]:
@@ -307,11 +329,12 @@ def run_choice(backend: str, model: str | None, device: str, log: Log | None = N
 
 
 def with_fastest(specs: list[BackendSpec], model: DerainNet, device: str, log: Log,
-                 progress: Log | None = None) -> tuple[list[BackendSpec], Choice, Path]:  # fmt: skip
+                 progress: Log | None = None, build_int8: bool = True
+                 ) -> tuple[list[BackendSpec], Choice, Path]:  # fmt: skip
     """``specs`` plus the fastest spec among their backends (all backends if none), the choice
     (its line sent to ``log``) and the folder holding the candidates' exported files."""
     named = list(dict.fromkeys(s.backend for s in specs)) or None
-    choice = choose_spec(model, device, progress, backends=named)
+    choice = choose_spec(model, device, progress, backends=named, build_int8=build_int8)
     log(choice.line())
     chosen = choice.chosen.spec
     return [*specs, *([] if chosen in specs else [chosen])], choice, work_dir(model)

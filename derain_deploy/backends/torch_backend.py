@@ -207,5 +207,5 @@ DESCRIPTOR = BackendDescriptor(
     best_device=best_device,
     version=lambda: torch.__version__,
     channels_last=True,
-    bench_defaults={"cpu": ("torch", "torch:cl"), "cuda": ("torch@cuda", "torch:fp16@cuda")},
+    bench_defaults={"cpu": ("torch:cl", "torch"), "cuda": ("torch@cuda", "torch:fp16@cuda")},
 )

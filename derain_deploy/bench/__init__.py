@@ -28,7 +28,6 @@ probes), :mod:`.inputs` (the rainy input); this module is the timing runner.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import tempfile
 import time
@@ -39,10 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..backend_spec import EAGER_FP32, BackendSpec, Opener, open_spec
+from ..backend_spec import EAGER_FP32, BackendSpec, Opener, export_specs, open_spec
 from ..backends.base import Backend
 from ..model import DerainNet
 from ..parity import ParityResult, compare
+from .floors import floor_ms, with_floors
 from .gpu import gpu_split
 from .inputs import PHOTOS, psnr_y_batch, rainy_batch, rainy_frame
 from .machine import (
@@ -56,7 +56,7 @@ from .machine import (
     usable_cores,
     versions,
 )
-from .peak import device_peak, peak_gflops
+from .peak import device_peak
 from .report import FLOOR_RULE, SCHEMA, BenchError, BenchReport, BenchRow
 
 CPU_RESOLUTIONS = ((256, 256), (480, 640), (720, 1280))
@@ -131,27 +131,6 @@ class Cell:
     memory_base_mb: float | None = None  # CUDA rows: device memory in use before the backend opened
 
 
-def _floor_ms(batch: int, gflop_per_frame: float, gflops: float | None) -> float | None:
-    """Time of one call of ``batch`` frames at ``gflops`` (None where the rate is unknown)."""
-    return batch * gflop_per_frame / gflops * 1e3 if gflops else None
-
-
-def _floors(row: BenchRow, peak: dict[str, object], probe_gflops: float) -> BenchRow:
-    """``row`` with its floors: FP32 property peak (``floor_*``, what targets use), the FP32
-    matmul probe (``probe_*``), and the property peak of the row's own precision."""
-    floor = _floor_ms(row.batch, row.gflop_per_frame, peak_gflops(peak, "fp32"))
-    probe = _floor_ms(row.batch, row.gflop_per_frame, probe_gflops)
-    own = _floor_ms(row.batch, row.gflop_per_frame, peak_gflops(peak, row.precision))
-    return dataclasses.replace(
-        row,
-        floor_ms=floor,
-        floor_ratio=row.p50_ms / floor if floor else None,
-        probe_floor_ms=probe,
-        probe_ratio=row.p50_ms / probe if probe else None,
-        precision_floor_ratio=row.p50_ms / own if own else None,
-    )
-
-
 def _row(cell: Cell, backend: Backend, times: list[float], memory: tuple[float | None, str]) -> BenchRow:
     ms = np.array(times) * 1e3
     p50, p90, p99 = (float(np.percentile(ms, q)) for q in (50, 90, 99))
@@ -212,7 +191,7 @@ def _reprobe(
         log(f"matmul probe on {device} again: {again['gflops']:.0f} GFLOP/s; kept {best['gflops']:.0f}")
         for i, row in enumerate(rows):
             if str(_torch_device(row.device)) == device:
-                rows[i] = _floors(row, peaks[device], best["gflops"])
+                rows[i] = with_floors(row, peaks[device], best["gflops"])
 
 
 def _ref_device(device: str) -> str:
@@ -247,7 +226,7 @@ def _measure(
         memory = (used, "cuda_device_used" if cell.memory_base_mb is not None else "cuda_device_total")
     else:
         memory = (_peak_rss_mb(), "rss" if rss_reset else "rss_process_lifetime")
-    row = _floors(_row(cell, backend, times, memory), peaks[str(tdev)], probes[f"{tdev}:fp32"]["gflops"])
+    row = with_floors(_row(cell, backend, times, memory), peaks[str(tdev)], probes[f"{tdev}:fp32"]["gflops"])
     row.psnr_y_clean = psnr_y_batch(first, cell.clean)
     if tdev.type == "cuda":
         row.details["torch_allocated_peak_mb"] = torch.cuda.max_memory_allocated(tdev) / 2**20
@@ -259,7 +238,7 @@ def _measure(
         row.details["gpu_split"] = split["gpu_split"]
         half = probes.get(f"{tdev}:fp16")
         if half and row.precision in ("fp16", "bf16", "int8"):
-            row.details["floor_ratio_fp16_probe"] = row.p50_ms / _floor_ms(  # type: ignore[operator]
+            row.details["floor_ratio_fp16_probe"] = row.p50_ms / floor_ms(  # type: ignore[operator]
                 cell.batch, cell.gflop_per_frame, half["gflops"])
     return row, first
 
@@ -271,15 +250,18 @@ def run_bench(
     log: Log | None = None,
     workdir: str | Path | None = None,
     weights: str = "in-memory model",
+    later: Callable[[], list[BackendSpec]] | None = None,
 ) -> BenchReport:
     """Measure every backend in ``spec`` on ``model`` (plus eager FP32 per device as the reference).
 
     ``opener`` turns a :class:`BackendSpec` into a backend (the default exports ONNX files into
     ``workdir``, a temporary folder unless given). Every backend is opened once before anything
-    is timed, so a backend that cannot run stops the bench at once. Errors propagate (no skips)."""
+    is timed, so a backend that cannot run stops the bench at once. Errors propagate (no skips).
+    ``later``: called once the rows of ``spec`` have printed, it gives more rows to measure (the
+    quick bench's fastest rows, whose choice takes longer than the reference row)."""
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.get_num_threads())
     try:
-        return _run_bench(spec, model, opener, log, workdir, weights)
+        return _run_bench(spec, model, opener, log, workdir, weights, later)
     finally:  # the bench sets the thread count and turns TF32 off for CUDA: leave the process as it was
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved[:2]
         torch.set_num_threads(saved[2])
@@ -292,6 +274,7 @@ def _run_bench(
     log: Log | None,
     workdir: str | Path | None,
     weights: str,
+    later: Callable[[], list[BackendSpec]] | None,
 ) -> BenchReport:
     log = log or (lambda _msg: None)
     threads = spec.threads or usable_cores()
@@ -312,12 +295,15 @@ def _run_bench(
     rows: list[BenchRow] = []
     parity: list[ParityResult] = []
     reference: dict[tuple[str, int, int, int], tuple[float, np.ndarray]] = {}
+    added: list[BackendSpec] = []  # the rows ``later`` gave
     probes: dict[str, dict[str, float]] = {}
     peaks: dict[str, dict[str, object]] = {}
 
     with tempfile.TemporaryDirectory(prefix="derain-bench-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        if opener is open_spec:  # the ONNX files the specs need, graph forms exported side by side
+            export_specs(order, model, work, log)
         for bspec in order:  # fail fast; exported ONNX files stay in ``work`` for the timed pass
             log(f"checking {bspec.label} opens")
             opener(bspec, model, work).close()
@@ -331,7 +317,7 @@ def _run_bench(
             log(f"property peak on {d}: {peaks[d]['fp32_gflops']} GFLOP/s FP32 ({peaks[d]['basis']})")
         inputs = {(h, w, n): rainy_batch(h, w, n, spec.seed) for h, w, n in cells}  # (rainy, clean)
 
-        for bspec in order:
+        def measure(bspec: BackendSpec) -> None:
             is_ref = bspec.backend == "torch" and bspec == EAGER_FP32.with_device(bspec.device)
             tdev = _torch_device(bspec.device)
             memory_base = cuda_used_mb(tdev) if tdev.type == "cuda" else None
@@ -351,6 +337,18 @@ def _run_bench(
                     log(row.progress_line())
             finally:
                 backend.close()
+
+        for bspec in order:
+            measure(bspec)
+        if later is not None:  # rows chosen once the others (the reference first) have printed
+            added = [s for s in later() if s not in order]
+            if opener is open_spec:
+                export_specs(added, model, work, log)
+            for bspec in added:
+                log(f"checking {bspec.label} opens")
+                opener(bspec, model, work).close()
+            for bspec in added:
+                measure(bspec)
         _reprobe(probes, peaks, spec, rows, log)
 
     return BenchReport(
@@ -372,7 +370,7 @@ def _run_bench(
             "budget_s": spec.budget_s,
             "seed": spec.seed,
             "check_parity": spec.check_parity,
-            "backends": [s.label for s in spec.backends],
+            "backends": [s.label for s in [*spec.backends, *added]],
             "resolutions": [list(r) for r in resolutions],
             "batch_sizes": list(spec.batch_sizes),
             "input": "rainy_frame(): scikit-image photos + heavy synthetic rain",

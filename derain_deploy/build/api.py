@@ -57,6 +57,7 @@ class ExportOptions:
     int8_max_loss_db: float = verify.INT8_MAX_LOSS_DB
     int8_tensorrt_max_loss_db: float = verify.INT8_MAX_LOSS_DB  # the TensorRT INT8 file's own budget
     int8_recipe: precision.Int8Recipe = precision.DEFAULT_RECIPE
+    int8_targets: tuple[str, ...] = int8_files.TARGETS  # which INT8 files: the CPU one, the TensorRT one
     calibration_frames: int = precision.CALIBRATION_FRAMES
     calibration_crop: tuple[int, int] = precision.CALIBRATION_CROP
     simplify: bool = False
@@ -65,6 +66,9 @@ class ExportOptions:
     name: str | None = None  # file stem; default: the weights file's stem
     fp16_large_shape: Shape = verify.HARD_LARGE_SHAPE
     bench_shape: Shape | None = (1, 3, 240, 320)  # ORT CPU timings in the report; None: skip
+    # An FP32 file exported from the same weights with the same settings (the artifact cache's):
+    # read instead of exporting again; its structure and FP32 parity are checked all the same.
+    fp32_from: Path | None = None
 
     def engine_profile(self) -> Profile:
         if self.shape is not None:
@@ -153,6 +157,9 @@ def _validate(options: ExportOptions, net: DerainNet) -> int:
         raise ExportError(f"unknown graph form {options.graph!r}; expected concat or split")
     if options.int8_max_loss_db < 0:
         raise ExportError(f"INT8 loss threshold must be >= 0 dB, got {options.int8_max_loss_db}")
+    unknown = sorted(set(options.int8_targets) - set(int8_files.TARGETS))
+    if options.int8 and (unknown or not options.int8_targets):
+        raise ExportError(f"INT8 targets must be among {', '.join(int8_files.TARGETS)}, got {unknown or 'none'}")
     if options.calibration_frames < 1:
         raise ExportError(f"calibration frames must be >= 1, got {options.calibration_frames}")
     onnx_export.check_settings(options.opset, options.shape)
@@ -250,9 +257,12 @@ def _build_and_check(
     net: DerainNet, stages: int, options: ExportOptions, base_meta: dict[str, object], report: ExportReport
 ) -> dict[str, bytes]:
     """Every requested ONNX variant, checked, as bytes by precision; fills ``report``."""
-    proto = onnx_export.export_fp32(
-        net, stages=stages, graph=options.graph, opset=options.opset, static_shape=options.shape
-    )
+    if options.fp32_from is not None:
+        proto = onnx_export.load_fp32(options.fp32_from, net.config, stages, options.graph)
+    else:
+        proto = onnx_export.export_fp32(
+            net, stages=stages, graph=options.graph, opset=options.opset, static_shape=options.shape
+        )
     if options.simplify:
         proto = _simplify(proto)
         onnx_export.check_structure(proto, net.config, stages, options.graph)

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from .api import ExportOptions, ExportReport
 
 CALIBRATION_SEED = 1234
+TARGETS = ("cpu", "tensorrt")
+KEYS = {"cpu": "int8", "tensorrt": "int8_tensorrt"}  # the file keys of export_model
 
 
 def _quantization_meta(target: str, recipe: precision.Int8Recipe, frames: int, crop: list[int]) -> dict:
@@ -82,11 +84,12 @@ def int8_files(
     base_meta: dict[str, object],
     report: ExportReport,
 ) -> dict[str, bytes]:
-    """``{"int8": CPU file, "int8_tensorrt": TensorRT file}``, calibrated on seeded rainy crops
-    (the static shape's size for a static graph); fills ``report.checks``."""
+    """``{"int8": CPU file, "int8_tensorrt": TensorRT file}`` (those in ``options.int8_targets``),
+    calibrated on seeded rainy crops (the static shape's size for a static graph); fills
+    ``report.checks``."""
     batch = options.shape[0] if options.shape else 1
     ch, cw = options.shape[2:] if options.shape else options.calibration_crop
     frames = batch * -(-options.calibration_frames // batch)
     calib, _ = verify.rainy_images(frames, ch, cw, seed=CALIBRATION_SEED)
     args = (proto, calib, fp32, quality, options, base_meta, report)
-    return {"int8": _one_file(*args, target="cpu"), "int8_tensorrt": _one_file(*args, target="tensorrt")}
+    return {KEYS[t]: _one_file(*args, target=t) for t in TARGETS if t in options.int8_targets}

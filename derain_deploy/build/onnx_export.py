@@ -19,10 +19,12 @@ import json
 import logging
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+from google.protobuf.message import DecodeError
 
 from derain_deploy.model import DerainConfig, DerainNet
 
@@ -218,6 +220,16 @@ def export_fp32(
         _name_dynamic_dims(proto)
     proto.doc_string = ""
     check_structure(proto, cfg, T, graph)
+    return proto
+
+
+def load_fp32(path: str | Path, config: DerainConfig, stages: int, graph: str) -> onnx.ModelProto:
+    """An FP32 file this exporter wrote earlier, read back and checked like a fresh export."""
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (OSError, ValueError, DecodeError) as e:
+        raise ExportError(f"cannot read the FP32 file {Path(path).name}: {e}") from None
+    check_structure(proto, config, stages, graph)
     return proto
 
 

@@ -167,3 +167,39 @@ def test_bench_specs_use_the_same_cache_in_the_work_folder(
     assert (
         onnx.parent.parent == tmp_path / "onnx" and builder.builds[0][0] == onnx.name == "derain.split.onnx"
     )
+
+
+def test_int8_is_calibrated_from_the_cached_fp32_file_and_only_the_file_asked_for(
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An INT8 entry reads the FP32 entry of its graph form instead of exporting again (the
+    export is most of the time on a 2-core CPU), and writes only the target asked for: a CPU
+    machine never pays for the TensorRT file."""
+    from derain_deploy.build import onnx_export
+
+    exports: list[str] = []
+    real = onnx_export.export_fp32
+    def counting(net: DerainNet, **kw: object) -> object:
+        exports.append(str(kw["graph"]))
+        return real(net, **kw)
+
+    monkeypatch.setattr(onnx_export, "export_fp32", counting)
+    cache = ArtifactCache(tmp_path / "cache")
+    fp32, _ = cache.onnx(tiny_weights, "fp32", "split")
+    before = fp32.read_bytes()
+    int8, made = cache.onnx(tiny_weights, "int8", "split")
+    assert made and int8.is_file() and exports == ["split"]  # the FP32 file was read, not re-exported
+    assert fp32.read_bytes() == before
+    assert not cache.onnx_path(tiny_weights, "int8", "split", tensorrt=True).exists()
+    trt, made = cache.onnx(tiny_weights, "int8", "split", tensorrt=True)
+    assert made and trt.is_file() and trt != int8 and exports == ["split"]
+    assert _no_temp_left(tmp_path / "cache")
+
+
+def test_a_damaged_fp32_entry_stops_the_int8_export(tiny_weights: Path, tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path / "cache")
+    fp32, _ = cache.onnx(tiny_weights, "fp32", "split")
+    fp32.write_bytes(b"not an onnx file")
+    with pytest.raises(BackendError, match=r"to int8 ONNX: cannot read the FP32 file"):
+        cache.onnx(tiny_weights, "int8", "split")
+    assert not cache.onnx_path(tiny_weights, "int8", "split").exists()

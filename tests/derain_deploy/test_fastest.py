@@ -62,8 +62,8 @@ def test_candidates_follow_the_cpu_flags() -> None:
     assert fastest.native_precisions("cpu", EPYC_ZEN4) == ("fp32", "bf16", "int8")
     assert fastest.native_precisions("cpu", EPYC_AVX2) == ("fp32",)  # bf16 emulated, int8 saturates
     labels = [s.label for s in fastest.candidates("cpu", XEON_AMX, backends=["torch"])]
-    assert labels == ["torch:fp32", "torch:fp32:cl", "torch:bf16", "torch:bf16:cl"]
-    assert [s.label for s in fastest.candidates("cpu", EPYC_AVX2, backends=["torch"])] == labels[:2]
+    assert labels == ["torch:fp32:cl", "torch:bf16:cl"]  # one form per precision: the faster one
+    assert [s.label for s in fastest.candidates("cpu", EPYC_AVX2, backends=["torch"])] == labels[:1]
     for spec in fastest.candidates("cpu", EPYC_AVX2):
         assert spec.precision == "fp32", spec.label  # nothing emulated is even tried
 
@@ -162,5 +162,51 @@ def test_default_bench_is_quick(monkeypatch: pytest.MonkeyPatch) -> None:
     assert data["settings"]["resolutions"] == [[16, 24]] and data["settings"]["min_reps"] == 1
     out = result.output
     assert out.index("torch:fp32 16x24 b1:") < out.index("p50 ms") < out.index("wrote json r.json")
+    # the eager row prints before the fastest choice starts (the choice exports files the first time)
+    assert out.index("torch:fp32 16x24 b1:") < out.index("fastest: ")
     full = quick.mode(True)
     assert (full.resolutions, full.budget_s, full.min_reps) == (None, 8.0, 3)
+
+
+def test_quick_bench_leaves_unbuilt_int8_out_and_says_so(tiny: DerainNet, tmp_path: Path) -> None:
+    """Calibrating INT8 and OpenVINO's first INT8 compile cost more than the quick bench's
+    minute: it checks an INT8 candidate once its file is built, and says what it left out."""
+    from derain_deploy.backend_spec import parse_spec, work_cache
+
+    specs = [parse_spec(t, "cpu") for t in ("ort:concat", "ort:int8:split", "ov:int8:split", "torch:bf16")]
+    lines: list[str] = []
+    kept = fastest._without_unbuilt_int8(specs, tiny, tmp_path, lines.append)
+    assert [s.label for s in kept] == ["ort:fp32:concat", "torch:bf16"]
+    assert lines == ["fastest: ort:int8:split, ov:int8:split not checked: the INT8 file is not built yet "
+                     "(derain-bench --precision fastest builds and checks it once)"]  # fmt: skip
+    cache, weights = work_cache(tiny, tmp_path)
+    built = cache.onnx_path(weights, "int8", "split")
+    built.parent.mkdir(parents=True)
+    built.write_bytes(b"an INT8 file")  # only its presence counts here
+    lines.clear()
+    assert fastest._without_unbuilt_int8(specs, tiny, tmp_path, lines.append) == specs and not lines
+
+
+@pytest.mark.parametrize(("args", "builds"), [([], False), (["--precision", "fastest"], True)])
+def test_only_precision_fastest_builds_int8_in_the_bench(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], builds: bool
+) -> None:
+    from derain_deploy import cli_bench
+    from derain_deploy.bench import quick
+
+    seen: list[bool] = []
+    real = fastest.choose_spec
+
+    def recording(*a: object, build_int8: bool = True, **k: object) -> fastest.Choice:
+        seen.append(build_int8)
+        return real(*a, build_int8=build_int8, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fastest, "choose_spec", recording)
+    real_candidates = fastest.candidates
+    monkeypatch.setattr(fastest, "candidates", lambda kind, flags=None, backends=None: real_candidates(
+        kind, flags, ["torch"]))  # fmt: skip
+    monkeypatch.setattr(quick, "QUICK_RESOLUTION", (16, 24))
+    base = ["--random-weights", "--budget", "0", "--probe-size", "64", "--threads", "1"]
+    result = CliRunner().invoke(cli_bench.main, base + args)
+    assert result.exit_code == 0, result.output
+    assert seen == [builds]
