@@ -6,19 +6,22 @@ for the split form and 12 s for the concat form of the default model on a 2-core
 graph forms exported side by side take the time of the longer one. Within a graph form the FP32
 file comes first and the other precisions are made from it (:meth:`ArtifactCache.onnx` reads
 the cached FP32 file), so each form is one chain in one process. The first chain runs in this
-process, the others in spawned worker processes; a failure in any chain is raised here as the
-same one-line :class:`~.backends.base.BackendError`, and the cache never holds a partial file.
+process, the others in worker processes (``python -m derain_deploy.parallel_export``); a failure
+in any chain is raised here as a one-line :class:`~.backends.base.BackendError`, the other
+workers are stopped, and the cache never holds a partial file.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .artifacts import ArtifactCache
+from .backends.base import BackendError
 from .cpu import usable_cores
+from .weights import WeightsError
 
 Log = Callable[[str], None]
 Chain = tuple[str, tuple[str, ...]]  # (graph form, precisions in build order: fp32 first)
@@ -37,14 +40,23 @@ def missing_chains(cache: ArtifactCache, weights: Path, wanted: Iterable[tuple[s
     return sorted(chains, key=lambda c: (len(c[1]), c[0] == "split"), reverse=True)
 
 
-def _export_chain(cache: ArtifactCache, weights: Path, chain: Chain, threads: int | None) -> None:
-    if threads:  # a worker: leave the other cores to the other chains
-        import torch
-
-        torch.set_num_threads(threads)
+def _export_chain(cache: ArtifactCache, weights: Path, chain: Chain) -> None:
     graph, precisions = chain
     for precision in precisions:
         cache.onnx(weights, precision, graph)
+
+
+def _worker(cache: ArtifactCache, weights: Path, chain: Chain, threads: int) -> subprocess.Popen[str]:
+    """A fresh interpreter exporting ``chain`` (``python -m`` this module: nothing of the caller's
+    ``__main__`` is imported again, unlike multiprocessing's spawn)."""
+    graph, precisions = chain
+    command = [sys.executable, "-m", __name__, str(cache.root), str(weights), graph, ",".join(precisions),
+               "--threads", str(threads)]  # fmt: skip
+    if cache.name:
+        command += ["--name", cache.name]
+    if cache.fp16_check_shape:
+        command += ["--fp16-check-shape", ",".join(map(str, cache.fp16_check_shape))]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def export_all(
@@ -65,14 +77,48 @@ def export_all(
         files = ", ".join(f"{g} {' -> '.join(p)}" for g, p in chains)
         log(f"exporting ONNX files once for these weights: {files}"
             + (f" ({workers} processes)" if workers > 1 else ""))  # fmt: skip
-    if workers == 1:
-        for chain in chains:
-            _export_chain(cache, weights, chain, None)
-        return chains
     threads = max(1, usable_cores() // workers)
-    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_export_chain, cache, weights, c, threads) for c in chains[1:]]
-        _export_chain(cache, weights, chains[0], None)
-        for future in futures:
-            future.result()  # a worker's BackendError is raised here
+    procs = [_worker(cache, weights, c, threads) for c in chains[1:workers]]
+    try:
+        _export_chain(cache, weights, chains[0])
+        for chain in chains[workers:]:  # more forms than workers: the rest here, one after another
+            _export_chain(cache, weights, chain)
+        for proc in procs:
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                lines = [line for line in err.splitlines() if line.strip()]
+                raise BackendError(lines[-1].removeprefix("error: ") if lines else
+                                   f"an export worker stopped with exit code {proc.returncode}")  # fmt: skip
+    finally:
+        for proc in procs:  # on an error here: stop the others, leave no process behind
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return chains
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The worker: export one chain into the cache; an error is one line on stderr, exit 1."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}")
+    for name in ("root", "weights", "graph", "precisions"):
+        parser.add_argument(name)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name")
+    parser.add_argument("--fp16-check-shape")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    shape = tuple(int(v) for v in args.fp16_check_shape.split(",")) if args.fp16_check_shape else None
+    cache = ArtifactCache(Path(args.root), fp16_check_shape=shape, name=args.name)  # type: ignore[arg-type]
+    try:
+        _export_chain(cache, Path(args.weights), (args.graph, tuple(args.precisions.split(","))))
+    except (BackendError, WeightsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -44,3 +44,26 @@ def test_a_worker_failure_is_raised_here(tiny_weights: Path, tmp_path: Path) -> 
         export_all(cache, tiny_weights, [("fp32", "split"), ("int8", "concat")], workers=2)
     assert cache.onnx_path(tiny_weights, "fp32", "split").is_file()  # the other chain finished
     assert not cache.onnx_path(tiny_weights, "int8", "concat").exists()
+
+
+def test_a_caller_script_without_a_main_guard_is_not_run_again(tiny_weights: Path, tmp_path: Path) -> None:
+    """Workers are fresh ``python -m`` interpreters: multiprocessing's spawn would import the
+    caller's script again in each worker (a script without ``if __name__ == "__main__"`` broke
+    the pool, and its top-level code ran twice)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from derain_deploy.artifacts import ArtifactCache\n"
+        "from derain_deploy.parallel_export import export_all\n"
+        f"print('caller ran', flush=True)\n"
+        f"export_all(ArtifactCache(Path({str(tmp_path / 'c')!r})), {str(tiny_weights)!r},\n"
+        "           [('fp32', 'split'), ('fp32', 'concat')], workers=2)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("caller ran") == 1
+    cache = ArtifactCache(tmp_path / "c")
+    assert cache.onnx_path(tiny_weights, "fp32", "concat").is_file()
