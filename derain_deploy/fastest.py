@@ -297,7 +297,8 @@ def _without_unbuilt_int8(specs: list[BackendSpec], model: DerainNet, work: Path
 
 def run_choice(backend: str, model: str | None, device: str, log: Log | None = None) -> dict[str, str]:
     """``derain-run --precision fastest``: the ``backend``, ``device`` and ``precision`` to open,
-    chosen among ``backend``'s precisions (every backend's for auto) as derain-run opens them."""
+    chosen among ``backend``'s precisions (every backend's for auto) as derain-run opens them, and
+    the ``chosen_because`` its backend line shows."""
     from .backends import resolve_model
     from .weights import load_weights
 
@@ -325,7 +326,10 @@ def run_choice(backend: str, model: str | None, device: str, log: Log | None = N
                     cache=cache_file(net, specs, torch.get_num_threads()))  # fmt: skip
     if log:
         log(choice.line())
-    return {"backend": choice.chosen.spec.backend, "device": where, "precision": choice.chosen.spec.precision}
+    chosen = choice.chosen.spec
+    among = "every backend" if backend == "auto" else backend
+    why = f"--precision fastest chose it among {among}'s candidates"
+    return {"backend": chosen.backend, "device": where, "precision": chosen.precision, "chosen_because": why}
 
 
 def with_fastest(specs: list[BackendSpec], model: DerainNet, device: str, log: Log,

@@ -45,6 +45,7 @@ class JobOptions:
     bitrate: str | None = None  # live outputs: e.g. 2M (else crf)
     crf: int | None = None  # live outputs: x264 crf (default 23)
     status_seconds: float = 10.0
+    chosen_because: str | None = None  # why this backend, when a choice made it (--precision fastest)
 
 
 def check_inputs(inputs: Sequence[str], options: JobOptions) -> None:
@@ -74,6 +75,8 @@ def prepare_backend(options: JobOptions) -> Backend:
     backend = open_backend(
         options.backend, options.model, options.device, options.precision, **options.backend_options
     )
+    if options.chosen_because:
+        backend.info.details["chosen_because"] = options.chosen_because
     tile: tuple[int, int] | None = (options.tile, options.tile) if options.tile else None
     profile_max = backend.info.details.get("profile_max")
     if isinstance(profile_max, list):  # an engine cannot take frames beyond its profile: tile them

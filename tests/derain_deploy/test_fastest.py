@@ -210,3 +210,22 @@ def test_only_precision_fastest_builds_int8_in_the_bench(
     result = CliRunner().invoke(cli_bench.main, base + args)
     assert result.exit_code == 0, result.output
     assert seen == [builds]
+
+
+def test_cli_run_says_fastest_chose_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``derain-run --precision fastest`` with the default ``--backend auto``: the backend line
+    says the choice made it, not that the user named that backend."""
+    from derain_deploy import cli_run
+
+    real = fastest.candidates
+    monkeypatch.setattr(
+        fastest, "candidates", lambda kind, flags=None, backends=None: real(kind, flags, ["torch"])
+    )
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8))
+    result = CliRunner().invoke(
+        cli_run.main, [str(img), "-o", str(tmp_path / "out.png"), "--precision", "fastest"]
+    )
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("backend: "))
+    assert "was asked for" not in line and "--precision fastest chose it" in line, line
