@@ -40,13 +40,14 @@ def one_run(cache: Path, extra: list[str]) -> dict[str, object]:
     rc = proc.wait()
     done = round(time.perf_counter() - start, 2)
     rows = [(t, line) for t, line in lines if ROW.match(line)]
+    picks = [line for _, line in lines if line.startswith("fastest: ") and " dB from FP32, " in line
+             and "a call" not in line and "rejected (" not in line]  # fmt: skip
     return {
         "rc": rc,
         "first_row_s": rows[0][0] if rows else None,
         "done_s": done,
         "rows": [line for _, line in rows],
-        "choice": next((line for _, line in lines if line.startswith("fastest: ") and "(" in line
-                        and "checking" not in line and "not checked" not in line), None),  # fmt: skip
+        "choice": picks[-1] if picks else None,
         "lines": lines,
         "table": table,
     }

@@ -1,5 +1,6 @@
 """The README's progress table of a training run: its periodic validation curve (iteration, wall
-hours, stages) beside the bundled weights on the same validation images.
+hours, stages), and its averaged weights' curve where it has one, beside the bundled weights on
+the same validation images.
 
     python benchmarks/train_progress.py runs/v2 [--config trainer/configs/default_v2.toml]
 
@@ -30,11 +31,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     try:
         curve = summarize(args.run)
+        curves = {args.run.name: curve}
+        if (args.run / "val_ema.csv").is_file():  # the averaged weights' curve (train.ema_decay)
+            curves[f"{args.run.name} (ema)"] = summarize(args.run, "val_ema.csv")
         _, items = build_data(load(args.config))
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"error: {e}")
     baseline = part_values(flat(evaluate(load_weights(default_weights_path()), items)))
-    print(markdown({args.run.name: curve}, baseline), end="")
+    print(markdown(curves, baseline), end="")
     print(f"\n{curve['iterations']:,} iterations in {curve['wall_h']:.2f} wall hours "
           f"({curve['it_per_s']:.3f} it/s over the run)")
 

@@ -25,7 +25,7 @@ CHECKPOINT = "checkpoint.pt"
 # train.* keys a resumed run may change (a new length re-places the relative LR milestones; a new
 # batch size, as when a CPU run moves to a GPU, draws its samples from iteration x batch on).
 RESUME_MAY_CHANGE = ("out", "threads", "checkpoint_every", "log_every", "iterations", "bf16", "device",
-                     "workers", "batch")
+                     "workers", "batch", "ema_decay")
 
 
 def code_version() -> str:

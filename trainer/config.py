@@ -77,6 +77,9 @@ class TrainConfig:
     stage_schedule: list[list[float]] = field(default_factory=list)
     out: str = "runs/derain"
     name: str = "derain"
+    # weights averaged over ~1/(1 - decay) steps (trainer/ema.py), validated beside the raw ones and
+    # saved as the run's weights; 0: none. It does not change training, so a resumed run may set it
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -211,6 +214,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"train.device: expected cpu, cuda or cuda:N, got {t.device!r}")
     if t.workers < 0:
         raise ConfigError(f"train.workers must be >= 0, got {t.workers}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay must be in [0, 1) (0: no average), got {t.ema_decay}")
     if not 0.0 <= d.texture_share <= 1.0:
         raise ConfigError(f"data.texture_share must be in [0, 1], got {d.texture_share}")
     if min(cfg.loss.stage_mse, cfg.loss.l1, cfg.loss.perceptual) < 0:

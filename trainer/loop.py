@@ -38,6 +38,7 @@ from .checkpoint import (
 )
 from .config import Config, stages_at
 from .datasets import RainDataset, batch_for, gather_images, gather_pairs, validation_items
+from .ema import averaged, ema_state, make_ema, restore_ema
 from .errors import TrainingError, TrainingInterruptedError
 from .losses import DerainLoss
 from .validate import evaluate, flat
@@ -244,12 +245,15 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         print(f"resumed from {ckpt_path} at iteration {start}", flush=True)
     elif ckpt_path.exists():
         raise TrainingError(f"{ckpt_path} exists: pass --resume to continue it or choose another train.out")
+    ema = make_ema(model, t.ema_decay)  # from the resumed weights; the checkpoint's average if it has one
+    if resume and ema is not None:
+        print(restore_ema(ema, state), flush=True)
 
     def save_checkpoint(iteration: int) -> None:
         save_checkpoint_file({
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "iteration": iteration, "torch_rng": torch.get_rng_state(), "wall_s": wall + (time.time() - t0),
-            "config": cfg.to_dict(),
+            "config": cfg.to_dict(), "ema": ema_state(ema),
         }, ckpt_path)
 
     last_val: dict[str, dict[str, float]] = {}
@@ -265,13 +269,15 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
         nonlocal last_val
         if not val_items:
             return
-        last_val = evaluate(model, val_items, stages=current_stages)
-        _append_csv(out / "val.csv", {"iteration": iteration, **flat(last_val)})
-        board.log(flat(last_val), iteration, "val")
-        parts = ", ".join(
-            f"{p} {d['input_psnr_y']:.2f}->{d['output_psnr_y']:.2f} dB" if "input_psnr_y" in d
-            else f"{p} change {d['change_psnr_y']:.2f} dB" for p, d in last_val.items())
-        tqdm.write(f"val @ {iteration}: {parts}")
+        runs = [("val", model)] + ([("val_ema", averaged(ema))] if ema is not None else [])
+        for name, net in runs:  # the raw weights, then their average (the run's weights)
+            last_val = evaluate(net, val_items, stages=current_stages)
+            _append_csv(out / f"{name}.csv", {"iteration": iteration, **flat(last_val)})
+            board.log(flat(last_val), iteration, name)
+            parts = ", ".join(
+                f"{p} {d['input_psnr_y']:.2f}->{d['output_psnr_y']:.2f} dB" if "input_psnr_y" in d
+                else f"{p} change {d['change_psnr_y']:.2f} dB" for p, d in last_val.items())
+            tqdm.write(f"{'val' if name == 'val' else 'val (ema)'} @ {iteration}: {parts}")
         model.train()
 
     t0 = time.time()
@@ -296,6 +302,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
             if n_stages(it) != current_stages:
                 grow_stages(model, current_stages, n_stages(it))
                 current_stages = n_stages(it)
+                if ema is not None:  # the average restarts from the grown model
+                    ema = make_ema(model, t.ema_decay)
             batch = next(stream)
             rainy, clean, rain = (x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
                                   for x in batch)
@@ -314,6 +322,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             it += 1
             window_n += 1
             for k, v in enumerate((float(terms.total.detach()), terms.stage_mse, terms.l1, terms.perceptual)):
@@ -351,8 +361,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     board.close()
     wall += time.time() - t0
     weights = out / f"{t.name}.safetensors"
-    save_weights(model.to(device="cpu", memory_format=torch.contiguous_format), weights,
-                 extra={"iterations": str(it), "trainer": code_version()})
+    extra = {"iterations": str(it), "trainer": code_version()}
+    if ema is not None:  # the run's weights are the average; the raw ones are kept beside them
+        save_weights(model.to(device="cpu", memory_format=torch.contiguous_format),
+                     out / f"{t.name}.raw.safetensors", extra={**extra, "weights": "raw"})
+        model = averaged(ema)
+        extra["weights"] = f"ema {t.ema_decay:g}"
+    save_weights(model.to(device="cpu", memory_format=torch.contiguous_format), weights, extra=extra)
     card = model_card(cfg, dataset, it, wall, last_val, weights, use_bf16)
     _write_json(card, out / f"{t.name}.card.json")
     print(f"data: {dataset.summary()}", flush=True)

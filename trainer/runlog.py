@@ -26,13 +26,14 @@ def part_values(metrics: dict[str, str | float]) -> dict[str, float]:
     return {col: round(float(metrics[key]), 2) for key, col in PARTS.items() if key in metrics}
 
 
-def summarize(run_dir: Path) -> dict[str, object]:
-    """Iterations, it/s over the whole run, and the validation curve."""
+def summarize(run_dir: Path, val_file: str = "val.csv") -> dict[str, object]:
+    """Iterations, it/s over the whole run, and the validation curve (``val_ema.csv``: the
+    curve of the averaged weights, train.ema_decay)."""
     log = _rows(run_dir / "log.csv")
     at = {int(r["iteration"]): r for r in log}
     last = log[-1]
     curve = []
-    for r in _rows(run_dir / "val.csv"):
+    for r in _rows(run_dir / val_file):
         it = int(r["iteration"])
         if it not in at:
             raise ValueError(f"{run_dir}: validation at iteration {it} has no loss-log row")
