@@ -79,6 +79,8 @@ def main() -> None:
               "command": ["derain-bench", *args.bench_args], "runs": runs}  # fmt: skip
     write_atomic(out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
+    if any(run["rc"] != 0 for run in runs):
+        sys.exit("error: a derain-bench run failed (its lines are in the JSON)")
 
 
 if __name__ == "__main__":

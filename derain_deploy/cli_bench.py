@@ -161,7 +161,8 @@ def main(
                 # the quick rows: the fastest FP32 backend and the fastest precision
                 return chosen if named else quick_mode.quick_rows(choice.best_fp32.spec, choice.chosen.spec)
 
-            specs = specs or [EAGER_FP32.with_device(device)]
+            reference = EAGER_FP32.with_device(device)  # where the choice runs: probed, with its reference
+            specs = [*specs, *([] if reference in specs else [reference])]
         spec = BenchSpec(
             backends=specs,
             resolutions=resolutions or mode.resolutions,

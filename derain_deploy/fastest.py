@@ -277,7 +277,11 @@ def choose_spec(model: DerainNet, device: str = "cpu", log: Log | None = None,
         specs = _without_unbuilt_int8(specs, model, work, log)
     cache = cache_file(model, specs, torch.get_num_threads())
     if not cache.is_file():
-        export_specs(specs, model, work, log or (lambda _m: None))
+        try:
+            export_specs(specs, model, work, log or (lambda _m: None))
+        except BackendError as e:  # the candidate that cannot be built is rejected when checked
+            if log:
+                log(f"fastest: exporting ahead stopped ({e}); each candidate is built as it is checked")
     return choose(model, specs, lambda s: FiniteBackend(open_spec(s, model, work), model=s.label),
                   log=log, cache=cache)  # fmt: skip
 

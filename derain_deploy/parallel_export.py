@@ -13,10 +13,14 @@ workers are stopped, and the cache never holds a partial file.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO
 
 from .artifacts import ArtifactCache
 from .backends.base import BackendError
@@ -25,6 +29,7 @@ from .weights import WeightsError
 
 Log = Callable[[str], None]
 Chain = tuple[str, tuple[str, ...]]  # (graph form, precisions in build order: fp32 first)
+STOP_WAIT_S = 10.0  # how long a stopped worker may take to remove its folder before it is killed
 
 
 def missing_chains(cache: ArtifactCache, weights: Path, wanted: Iterable[tuple[str, str]]) -> list[Chain]:
@@ -46,9 +51,11 @@ def _export_chain(cache: ArtifactCache, weights: Path, chain: Chain) -> None:
         cache.onnx(weights, precision, graph)
 
 
-def _worker(cache: ArtifactCache, weights: Path, chain: Chain, threads: int) -> subprocess.Popen[str]:
+def _worker(cache: ArtifactCache, weights: Path, chain: Chain, threads: int, err: IO[str]
+            ) -> subprocess.Popen[str]:  # fmt: skip
     """A fresh interpreter exporting ``chain`` (``python -m`` this module: nothing of the caller's
-    ``__main__`` is imported again, unlike multiprocessing's spawn)."""
+    ``__main__`` is imported again, unlike multiprocessing's spawn); its stderr goes to ``err``
+    (a file: a pipe left unread while this process exports could fill and stall the worker)."""
     graph, precisions = chain
     command = [sys.executable, "-m", __name__, str(cache.root), str(weights), graph, ",".join(precisions),
                "--threads", str(threads)]  # fmt: skip
@@ -56,7 +63,7 @@ def _worker(cache: ArtifactCache, weights: Path, chain: Chain, threads: int) -> 
         command += ["--name", cache.name]
     if cache.fp16_check_shape:
         command += ["--fp16-check-shape", ",".join(map(str, cache.fp16_check_shape))]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True)
 
 
 def export_all(
@@ -78,23 +85,36 @@ def export_all(
         log(f"exporting ONNX files once for these weights: {files}"
             + (f" ({workers} processes)" if workers > 1 else ""))  # fmt: skip
     threads = max(1, usable_cores() // workers)
-    procs = [_worker(cache, weights, c, threads) for c in chains[1:workers]]
-    try:
-        _export_chain(cache, weights, chains[0])
-        for chain in chains[workers:]:  # more forms than workers: the rest here, one after another
-            _export_chain(cache, weights, chain)
-        for proc in procs:
-            _, err = proc.communicate()
-            if proc.returncode != 0:
-                lines = [line for line in err.splitlines() if line.strip()]
-                raise BackendError(lines[-1].removeprefix("error: ") if lines else
-                                   f"an export worker stopped with exit code {proc.returncode}")  # fmt: skip
-    finally:
-        for proc in procs:  # on an error here: stop the others, leave no process behind
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with contextlib.ExitStack() as stack:
+        errs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in chains[1:workers]]
+        procs = [_worker(cache, weights, c, threads, e) for c, e in zip(chains[1:workers], errs)]
+        try:
+            _export_chain(cache, weights, chains[0])
+            for chain in chains[workers:]:  # more forms than workers: the rest here, one after another
+                _export_chain(cache, weights, chain)
+            for proc, err in zip(procs, errs):
+                if proc.wait() != 0:
+                    err.seek(0)
+                    lines = [line for line in err.read().splitlines() if line.strip()]
+                    stopped = f"an export worker stopped with exit code {proc.returncode}"
+                    raise BackendError(lines[-1].removeprefix("error: ") if lines else stopped)
+        finally:
+            _stop(procs)
     return chains
+
+
+def _stop(procs: list[subprocess.Popen[str]]) -> None:
+    """Stop the workers still running (after an error or Ctrl-C here): SIGTERM first, so that each
+    removes its private export folder, then SIGKILL after a few seconds."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        proc.terminate()
+    for proc in running:
+        try:
+            proc.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name")
     parser.add_argument("--fp16-check-shape")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # unwind: the private export folder is removed
     import torch
 
     torch.set_num_threads(args.threads)

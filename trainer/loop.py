@@ -248,6 +248,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     ema = make_ema(model, t.ema_decay)  # from the resumed weights; the checkpoint's average if it has one
     if resume and ema is not None:
         print(restore_ema(ema, state), flush=True)
+    elif resume and state.get("ema"):
+        print("ema: train.ema_decay is 0, so the checkpoint's average is dropped; the run's weights will "
+              "be the raw ones", flush=True)  # fmt: skip
 
     def save_checkpoint(iteration: int) -> None:
         save_checkpoint_file({

@@ -342,6 +342,10 @@ def _run_bench(
             measure(bspec)
         if later is not None:  # rows chosen once the others (the reference first) have printed
             added = [s for s in later() if s not in order]
+            for s in added:  # its device must have been probed and have its eager reference
+                if _ref_device(s.device) not in devices:
+                    raise BenchError(f"{s.label} runs on {s.device}, which has no eager reference in this "
+                                     f"bench (add -b torch@{_ref_device(s.device)})")  # fmt: skip
             if opener is open_spec:
                 export_specs(added, model, work, log)
             for bspec in added:  # opened once, when measured: the rows before them have printed

@@ -229,3 +229,33 @@ def test_cli_run_says_fastest_chose_the_backend(tmp_path: Path, monkeypatch: pyt
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith("backend: "))
     assert "was asked for" not in line and "--precision fastest chose it" in line, line
+
+
+def test_a_failed_export_ahead_leaves_the_choice_to_the_checks(
+    tiny: DerainNet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One candidate that cannot be built (say INT8 over its loss budget) must not stop the
+    choice: the exports ahead stop, said so, and each candidate is built and judged as it is checked."""
+    from derain_deploy.backends.base import BackendError
+
+    def failing(*_a: object, **_k: object) -> None:
+        raise BackendError("cannot export model.safetensors to int8 ONNX: PSNR loss 0.4 dB > 0.3 dB (fake)")
+
+    monkeypatch.setattr(fastest, "export_specs", failing)
+    real = fastest.candidates
+    monkeypatch.setattr(fastest, "candidates",
+                        lambda kind, flags=None, backends=None: real(kind, flags, ["torch"]))  # fmt: skip
+    lines: list[str] = []
+    choice = fastest.choose_spec(tiny, "cpu", lines.append)
+    assert choice.chosen.spec.backend == "torch"
+    said = "fastest: exporting ahead stopped (cannot export model.safetensors"
+    assert any(x.startswith(said) for x in lines)
+
+
+def test_a_later_row_needs_its_devices_reference(tiny: DerainNet) -> None:
+    from derain_deploy.bench import BenchError, BenchSpec, run_bench
+
+    spec = BenchSpec(backends=[BackendSpec("torch")], resolutions=[(16, 16)], budget_s=0, min_reps=1,
+                     max_reps=1, probe_size=64, probe_repeats=1)  # fmt: skip
+    with pytest.raises(BenchError, match=r"torch:fp32@cuda runs on cuda, which has no eager reference"):
+        run_bench(spec, tiny, later=lambda: [BackendSpec("torch", device="cuda")])

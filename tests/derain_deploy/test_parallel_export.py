@@ -67,3 +67,32 @@ def test_a_caller_script_without_a_main_guard_is_not_run_again(tiny_weights: Pat
     assert done.stdout.count("caller ran") == 1
     cache = ArtifactCache(tmp_path / "c")
     assert cache.onnx_path(tiny_weights, "fp32", "concat").is_file()
+
+
+def test_a_stopped_worker_removes_its_private_folder(tmp_path: Path) -> None:
+    """After an error or Ctrl-C in the caller, a worker in the middle of an export is stopped with
+    SIGTERM and unwinds: nothing of it stays in the cache (SIGKILL at once left its folder)."""
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from derain_deploy.model import DerainNet
+    from derain_deploy.parallel_export import _stop
+    from derain_deploy.weights import save_weights
+
+    torch.manual_seed(0)
+    weights = save_weights(DerainNet(), tmp_path / "full.safetensors")  # 12 stages: a long export
+    root = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-m", "derain_deploy.parallel_export", str(root), str(weights),
+                             "split", "fp32"], stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((root / "onnx").glob(".export-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the worker ended before its export began"
+        time.sleep(0.05)
+    assert list((root / "onnx").glob(".export-*")), "the worker never started its export"
+    _stop([proc])
+    assert proc.returncode is not None
+    assert not [p for p in root.rglob("*") if p.name.startswith(".")]
+    assert not list(root.rglob("*.onnx"))

@@ -79,3 +79,29 @@ def test_the_average_restarts_when_the_curriculum_grows(clean_dir: Path, tmp_pat
         "train.ema_decay": 0.9, "train.stage_schedule": "[[0.0, 1], [0.5, 2]]"}))  # fmt: skip
     train(cfg, progress=False)
     assert int(torch.load(out / "checkpoint.pt", weights_only=True)["ema"]["n_averaged"]) == 3  # steps 4-6
+
+
+def test_a_run_with_an_average_resumes_exactly(clean_dir: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Interrupted and resumed, with validation on: the same average and the same raw weights as
+    the uninterrupted run (the average is restored from the checkpoint, and validating it changes
+    nothing in training)."""
+    extra = {**VAL, "val.every": 2, "val.clean": f"[{clean_dir}]", "train.ema_decay": 0.5}
+    full = train(load(None, tiny_overrides(clean_dir, tmp_path / "a", **extra)), progress=False)
+    original = loop.batch_for
+
+    def interrupt_at_3(dataset, iteration, batch):  # type: ignore[no-untyped-def]
+        if iteration == 3:
+            raise KeyboardInterrupt
+        return original(dataset, iteration, batch)
+
+    monkeypatch.setattr(loop, "batch_for", interrupt_at_3)
+    cfg = load(None, tiny_overrides(clean_dir, tmp_path / "b", **extra))
+    with pytest.raises(TrainingInterruptedError):
+        train(cfg, progress=False)
+    monkeypatch.setattr(loop, "batch_for", original)
+    resumed = train(cfg, resume=True, progress=False)
+    for name in (full.name, "derain.raw.safetensors"):
+        a, b = load_file(str(tmp_path / "a" / name)), load_file(str(tmp_path / "b" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert resumed.name == full.name
