@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from trainer_fixtures import tiny_overrides
+from trainer_fixtures import interrupt_at, tiny_overrides
 
 import trainer.loop as loop
 from trainer.config import ConfigError, load
@@ -53,13 +53,7 @@ def test_a_run_without_an_average_resumes_with_one(clean_dir: Path, tmp_path: Pa
     weights follow the same path as without it (the average never feeds the training)."""
     plain = train(load(None, tiny_overrides(clean_dir, tmp_path / "a")), progress=False)
     original = loop.batch_for
-
-    def interrupt_at_3(dataset, iteration, batch):  # type: ignore[no-untyped-def]
-        if iteration == 3:
-            raise KeyboardInterrupt
-        return original(dataset, iteration, batch)
-
-    monkeypatch.setattr(loop, "batch_for", interrupt_at_3)
+    monkeypatch.setattr(loop, "batch_for", interrupt_at(3, original))
     with pytest.raises(TrainingInterruptedError):
         train(load(None, tiny_overrides(clean_dir, tmp_path / "b")), progress=False)
     monkeypatch.setattr(loop, "batch_for", original)
@@ -89,13 +83,7 @@ def test_a_run_with_an_average_resumes_exactly(clean_dir: Path, tmp_path: Path,
     extra = {**VAL, "val.every": 2, "val.clean": f"[{clean_dir}]", "train.ema_decay": 0.5}
     full = train(load(None, tiny_overrides(clean_dir, tmp_path / "a", **extra)), progress=False)
     original = loop.batch_for
-
-    def interrupt_at_3(dataset, iteration, batch):  # type: ignore[no-untyped-def]
-        if iteration == 3:
-            raise KeyboardInterrupt
-        return original(dataset, iteration, batch)
-
-    monkeypatch.setattr(loop, "batch_for", interrupt_at_3)
+    monkeypatch.setattr(loop, "batch_for", interrupt_at(3, original))
     cfg = load(None, tiny_overrides(clean_dir, tmp_path / "b", **extra))
     with pytest.raises(TrainingInterruptedError):
         train(cfg, progress=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from trainer_fixtures import tiny_overrides
+from trainer_fixtures import interrupt_at, tiny_overrides
 
 import trainer.loop as loop
 from derain_deploy.weights import load_weights
@@ -48,13 +48,7 @@ def test_resume_reproduces_the_uninterrupted_run(clean_dir: Path, tmp_path: Path
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     full = train(load(None, tiny_overrides(clean_dir, tmp_path / "a")), progress=False)
     original = loop.batch_for
-
-    def interrupt_at_3(dataset, iteration, batch):  # type: ignore[no-untyped-def]
-        if iteration == 3:
-            raise KeyboardInterrupt
-        return original(dataset, iteration, batch)
-
-    monkeypatch.setattr(loop, "batch_for", interrupt_at_3)
+    monkeypatch.setattr(loop, "batch_for", interrupt_at(3, original))
     cfg = load(None, tiny_overrides(clean_dir, tmp_path / "b"))
     with pytest.raises(TrainingInterruptedError, match="interrupted at iteration 3"):
         train(cfg, progress=False)

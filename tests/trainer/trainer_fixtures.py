@@ -29,3 +29,14 @@ def tiny_overrides(clean_dir: Path, out: Path, **extra: object) -> list[str]:
     }
     items.update(extra)
     return [f"{k}={v}" for k, v in items.items()]
+
+
+def interrupt_at(n: int, original):  # type: ignore[no-untyped-def]
+    """A ``batch_for`` that stops the run (Ctrl-C) when iteration ``n`` asks for its batch."""
+
+    def batch(dataset, iteration, size):  # type: ignore[no-untyped-def]
+        if iteration == n:
+            raise KeyboardInterrupt
+        return original(dataset, iteration, size)
+
+    return batch
