@@ -82,6 +82,30 @@ def read_checkpoint(path: Path, what: str, keys: tuple[str, ...] = CHECKPOINT_KE
     return state
 
 
+def checkpoint_weights(path: Path, average: bool = True) -> tuple[DerainNet, dict[str, str]]:
+    """The model in a trainer checkpoint, for validating or bundling a run that has not ended:
+    its weight average (``train.ema_decay``) or, with ``average=False``, the raw weights; and the
+    metadata a weights file of it carries (iteration, which weights)."""
+    from derain_deploy.model import DerainConfig
+
+    state = read_checkpoint(path, "checkpoint weights")
+    model = DerainNet(DerainConfig.from_dict(state["config"]["model"]))
+    if average:
+        ema = state.get("ema")
+        if not ema:
+            raise TrainingError(f"{path} holds no weight average (train.ema_decay was 0); "
+                                "ask for the raw weights")
+        decay = state["config"]["train"].get("ema_decay", 0.0)
+        model.load_state_dict({k.removeprefix("module."): v for k, v in ema.items()
+                               if k.startswith("module.")})
+        which = f"ema {decay:g} ({int(ema['n_averaged'])} steps averaged)"
+    else:
+        model.load_state_dict(state["model"])
+        which = "raw"
+    meta = {"iterations": str(int(state["iteration"])), "weights": which, "checkpoint_of": str(path)}
+    return model.eval(), meta
+
+
 def init_from(model: DerainNet, path: Path) -> None:
     """Load model weights (not the optimizer) from a weights file or a trainer checkpoint."""
     from derain_deploy.weights import WeightsError, load_weights
