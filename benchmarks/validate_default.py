@@ -121,10 +121,12 @@ def judge(report: dict, baseline: Path) -> None:
 
 
 def merge_reports(paths: list[Path]) -> dict:
+    """One report from several of the same setup; each was judged against its own baseline, so the
+    merged one is judged again (``judge``)."""
     reports = [json.loads(p.read_text()) for p in paths]
-    merged = {k: v for k, v in reports[0].items() if k != "results"}
+    merged = {k: v for k, v in reports[0].items() if k not in ("results", "baseline")}
     for r in reports[1:]:
-        same = {k: r[k] == merged[k] for k in merged}
+        same = {k: r.get(k) == merged[k] for k in merged}
         if not all(same.values()):
             raise SystemExit(f"error: reports differ in {[k for k, ok in same.items() if not ok]}")
     merged["results"] = {k: v for r in reports for k, v in r["results"].items()}
