@@ -4,6 +4,7 @@ that has not ended, taken from its checkpoint (average or raw), as a safetensors
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from trainer_fixtures import tiny_overrides
 
-from derain_deploy.weights import load_weights, read_metadata
+from derain_deploy.weights import file_sha256, load_weights, read_metadata
 from trainer.checkpoint import checkpoint_weights
 from trainer.config import load
 from trainer.errors import TrainingError
@@ -63,6 +64,9 @@ def test_the_script_writes_a_weights_file_and_never_overwrites(
     model = load_weights(target)
     assert _same(model.state_dict(), checkpoint_weights(out / "checkpoint.pt")[0].state_dict())
     assert read_metadata(target)["iterations"] == "6"
+    card = json.loads((tmp_path / "it6.card.json").read_text())
+    assert card["iterations"] == 6 and card["weights_taken"].startswith("ema 0.5")
+    assert card["sha256"] == file_sha256(target) and card["recipe"]["ema_decay"] == 0.5
     before = target.read_bytes()
     assert script.main([str(out / "checkpoint.pt"), str(target), "--raw"]) == 2
     assert target.read_bytes() == before and "exists; not overwriting it" in capsys.readouterr().err
