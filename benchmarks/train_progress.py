@@ -1,8 +1,9 @@
 """The README's progress table of a training run: its periodic validation curve (iteration, wall
-hours, stages), and its averaged weights' curve where it has one, beside the bundled weights on
-the same validation images.
+hours, stages), and its averaged weights' curve where it has one, beside the bundled weights (or
+``--baseline`` weights) on the same validation images.
 
-    python benchmarks/train_progress.py runs/v2 [--config trainer/configs/default_v2.toml]
+    python benchmarks/train_progress.py runs/v2 [--config trainer/configs/default_v2.toml] \
+        [--baseline stage5.safetensors --baseline-name "stage-5 weights"]
 
 Run from the repository root (the recipe's data paths are relative to it).
 """
@@ -27,6 +28,8 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--config", default="trainer/configs/default_v2.toml")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--baseline", type=Path, help="weights for the first row (default: the bundled ones)")
+    ap.add_argument("--baseline-name", default="bundled weights")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     try:
@@ -37,8 +40,8 @@ def main() -> None:
         _, items = build_data(load(args.config))
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"error: {e}")
-    baseline = part_values(flat(evaluate(load_weights(default_weights_path()), items)))
-    print(markdown(curves, baseline), end="")
+    baseline = part_values(flat(evaluate(load_weights(args.baseline or default_weights_path()), items)))
+    print(markdown(curves, baseline, args.baseline_name), end="")
     print(f"\n{curve['iterations']:,} iterations in {curve['wall_h']:.2f} wall hours "
           f"({curve['it_per_s']:.3f} it/s over the run)")
 

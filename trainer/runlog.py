@@ -44,7 +44,8 @@ def summarize(run_dir: Path, val_file: str = "val.csv") -> dict[str, object]:
             "stages_seen": sorted({int(r["stages"]) for r in log}), "curve": curve}
 
 
-def markdown(curves: dict[str, dict], baseline: dict[str, float] | None = None) -> str:
+def markdown(curves: dict[str, dict], baseline: dict[str, float] | None = None,
+             baseline_name: str = "bundled weights") -> str:
     """One row per validation of each run (``curves``: name -> :func:`summarize`), the baseline's
     figures on the same images first."""
     cols = list(PARTS.values())
@@ -55,7 +56,7 @@ def markdown(curves: dict[str, dict], baseline: dict[str, float] | None = None) 
         return " | ".join(f"{point[c]:.2f}" if c in point else "" for c in cols)
 
     if baseline:
-        lines.append(f"| bundled weights | | | 12 | {cells(baseline)} |")
+        lines.append(f"| {baseline_name} | | | 12 | {cells(baseline)} |")
     for name, r in curves.items():
         for p in r["curve"]:
             lines.append(f"| {name} | {p['iteration']:,} | {p['wall_h']:.2f} | {p['stages']} | {cells(p)} |")

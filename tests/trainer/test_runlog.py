@@ -34,6 +34,8 @@ def test_summary_pairs_each_validation_with_its_wall_time(tmp_path: Path) -> Non
     table = runlog.markdown({"v": s}, baseline={"light": 30.0})
     assert "| bundled weights | | | 12 | 30.00 |" in table
     assert "| v | 200 | 0.30 | 8 | 27.50 |" in table
+    named = runlog.markdown({"v": s}, {"light": 30.0}, "stage-5 weights")
+    assert "| stage-5 weights | | | 12 | 30.00 |" in named
     _write(tmp_path / "val_ema.csv", "iteration,synthetic-light/output_psnr_y", ["200,28.0"])
     ema = runlog.summarize(tmp_path, "val_ema.csv")  # the averaged weights' curve
     assert ema["curve"] == [{"iteration": 200, "wall_h": 0.3, "stages": 8, "light": 28.0}]
