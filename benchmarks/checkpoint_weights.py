@@ -17,7 +17,7 @@ import torch
 
 from derain_deploy.atomic import write_atomic
 from derain_deploy.model import DerainNet
-from derain_deploy.weights import file_sha256, save_weights
+from derain_deploy.weights import card_path, file_sha256, save_weights
 from trainer.checkpoint import checkpoint_weights, code_version, read_checkpoint
 from trainer.errors import TrainingError
 
@@ -50,18 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.suffix != ".safetensors":
         print(f"error: {args.out}: the weights file must end in .safetensors", file=sys.stderr)
         return 2
-    if args.out.exists():
-        print(f"error: {args.out} exists; not overwriting it", file=sys.stderr)
-        return 2
+    card_file = card_path(args.out)
+    for path in (args.out, card_file):
+        if path.exists():
+            print(f"error: {path} exists; not overwriting it", file=sys.stderr)
+            return 2
     try:
         model, meta = checkpoint_weights(args.checkpoint, average=not args.raw)
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     save_weights(model, args.out, extra={**meta, "trainer": code_version()})
-    card_path = args.out.with_name(args.out.name.replace(".safetensors", ".card.json"))
-    write_atomic(card_path, json.dumps(card(args.checkpoint, args.out, model, meta), indent=2) + "\n")
-    print(f"wrote {args.out} and {card_path.name}: iteration {meta['iterations']}, {meta['weights']}")
+    write_atomic(card_file, json.dumps(card(args.checkpoint, args.out, model, meta), indent=2) + "\n")
+    print(f"wrote {args.out} and {card_file.name}: iteration {meta['iterations']}, {meta['weights']}")
     return 0
 
 

@@ -28,7 +28,7 @@ import torch
 
 from derain_deploy.atomic import write_atomic
 from derain_deploy.model import DerainConfig, DerainNet
-from derain_deploy.weights import default_weights_path, file_sha256, load_weights, save_weights
+from derain_deploy.weights import card_path, default_weights_path, file_sha256, load_weights, save_weights
 from trainer.config import load
 from trainer.datasets import gather_images, gather_pairs, validation_items
 from trainer.validate import evaluate, score, share_worse, verdict
@@ -148,8 +148,8 @@ def install(weights: Path, report: dict, notes: list[str] | None = None) -> None
     model = load_weights(weights)
     target = default_weights_path()
     save_weights(model, target, extra={"name": "derain_default", "source": weights.name})
-    card_path = weights.with_name(weights.name.replace(".safetensors", ".card.json"))
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    beside = card_path(weights)
+    card = json.loads(beside.read_text()) if beside.is_file() else {}
     card.update({
         "name": "derain_default", "weights": target.name, "sha256": file_sha256(target),
         "trained_as": weights.name,
@@ -158,7 +158,7 @@ def install(weights: Path, report: dict, notes: list[str] | None = None) -> None
         "compared": {k: r["metrics"] for k, r in report["results"].items()},
         "training_history": notes or [],
     })
-    write_json(card, target.with_name("derain_default.card.json"))
+    write_json(card, card_path(target))
     print(f"installed {weights} as {target}")
 
 

@@ -147,6 +147,12 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def card_path(weights: str | Path) -> Path:
+    """The model card beside a weights file: ``name.safetensors`` -> ``name.card.json``."""
+    weights = Path(weights)
+    return weights.with_name(weights.name.removesuffix(".safetensors") + ".card.json")
+
+
 def default_weights_path() -> Path:
     """The bundled default weights inside the package."""
     return Path(str(resources.files("derain_deploy") / "weights" / DEFAULT_WEIGHTS_NAME))

@@ -147,3 +147,10 @@ def test_config_sizes_are_bounded_before_the_model_is_built(
     with pytest.raises(WeightsError) as e:
         load_weights(path)
     assert message in one_line(e)
+
+
+def test_the_card_of_a_weights_file_is_named_beside_it(tmp_path: Path) -> None:
+    from derain_deploy.weights import card_path
+
+    assert card_path(tmp_path / "v2.safetensors") == tmp_path / "v2.card.json"
+    assert card_path("a.safetensors.b.safetensors").name == "a.safetensors.b.card.json"

@@ -73,3 +73,7 @@ def test_the_script_writes_a_weights_file_and_never_overwrites(
     assert script.main([str(out / "checkpoint.pt"), str(out / "checkpoint.pt")]) == 2
     assert script.main([str(tmp_path / "missing.pt"), str(tmp_path / "x.safetensors")]) == 2
     assert not (tmp_path / "x.safetensors").exists()
+    (tmp_path / "y.card.json").write_text("a card of someone else's")  # the card's name is taken
+    assert script.main([str(out / "checkpoint.pt"), str(tmp_path / "y.safetensors")]) == 2
+    assert (tmp_path / "y.card.json").read_text() == "a card of someone else's"
+    assert not (tmp_path / "y.safetensors").exists()
