@@ -66,12 +66,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reports:
+        if any(r.resolve() == args.out.resolve() for r in args.reports):
+            raise SystemExit(f"error: --out {args.out} is one of the reports being merged; name a new file")
         report = merge_reports(args.reports)
         judge(report, args.baseline or Path(next(iter(report["results"]))))
-        write_json(report, args.out)
-        print(f"wrote {args.out}")
-        if args.install:
-            install(args.install, report, args.note)
+        finish(report, args, args.out)
         return
     if not args.weights:
         ap.error("give weights to evaluate, or --reports to merge")
@@ -98,10 +97,15 @@ def main() -> None:
         for part, d in metrics.items():
             print(f"  {part:16s} " + ", ".join(f"{k} {val:.4g}" for k, val in d.items()))
     judge(report, args.baseline or args.weights[0])
-    write_json(report, args.out)
-    print(f"wrote {args.out}")
+    finish(report, args, args.out)
+
+
+def finish(report: dict, args: argparse.Namespace, out: Path) -> None:
+    """Install the chosen weights (which may rename a result, see ``install``), then write the report."""
     if args.install:
         install(args.install, report, args.note)
+    write_json(report, out)
+    print(f"wrote {out}")
 
 
 def judge(report: dict, baseline: Path) -> None:
@@ -147,6 +151,10 @@ def install(weights: Path, report: dict, notes: list[str] | None = None) -> None
         raise SystemExit(f"error: not installing {weights}: " + "; ".join(reasons))
     model = load_weights(weights)
     target = default_weights_path()
+    replaced = [k for k in report["results"] if Path(k).resolve() == target.resolve()]
+    if replaced and target.is_file():
+        rename_result(report, replaced[0], f"{replaced[0]} (sha256 {file_sha256(target)[:12]}, before "
+                                           f"{weights.name} was installed)")
     save_weights(model, target, extra={"name": "derain_default", "source": weights.name})
     beside = card_path(weights)
     card = json.loads(beside.read_text()) if beside.is_file() else {}
@@ -160,6 +168,13 @@ def install(weights: Path, report: dict, notes: list[str] | None = None) -> None
     })
     write_json(card, card_path(target))
     print(f"installed {weights} as {target}")
+
+
+def rename_result(report: dict, old: str, new: str) -> None:
+    """Give a result a new key (and the baseline with it), keeping the order of the results."""
+    report["results"] = {(new if k == old else k): v for k, v in report["results"].items()}
+    if report.get("baseline") == old:
+        report["baseline"] = new
 
 
 if __name__ == "__main__":

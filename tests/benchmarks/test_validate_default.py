@@ -48,3 +48,38 @@ def test_reports_of_another_setup_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"reports differ in \['seed'\]"):
         vd.merge_reports([_report(tmp_path / "a.json", "old", 30.0),
                           _report(tmp_path / "b.json", "new", 31.0, seed=1)])
+
+
+def test_out_that_is_one_of_the_merged_reports_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    a, b = _report(tmp_path / "a.json", "old", 30.0), _report(tmp_path / "b.json", "new", 31.0)
+    before = a.read_bytes()
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "validate_default.py"), "--reports",
+                          str(a), str(b), "--baseline", "old", "--out", str(a)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode != 0 and a.read_bytes() == before
+    assert "Traceback" not in run.stderr and "is one of the reports" in run.stderr
+
+
+def test_install_renames_the_result_of_the_default_it_replaces(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from derain_deploy.model import DerainConfig, DerainNet
+    from derain_deploy.weights import file_sha256, save_weights
+
+    vd = _load()
+    target, new = tmp_path / "pkg" / "derain_default.safetensors", tmp_path / "new.safetensors"
+    target.parent.mkdir()
+    save_weights(DerainNet(DerainConfig(stages=2)), target)
+    save_weights(DerainNet(DerainConfig(stages=2)), new)
+    old_sha = file_sha256(target)
+    monkeypatch.setattr(vd, "default_weights_path", lambda: target)
+    monkeypatch.chdir(tmp_path)  # the report names the default as the command was given it: relative
+    relative = Path("pkg/derain_default.safetensors")
+    report = {"results": {str(relative): {"metrics": _metrics(30.0)}, str(new): {"metrics": _metrics(31.0)}}}
+    vd.judge(report, relative)
+    vd.install(new, report)
+    renamed = f"{relative} (sha256 {old_sha[:12]}, before {new.name} was installed)"
+    assert list(report["results"]) == [renamed, str(new)] and report["baseline"] == renamed
+    card = json.loads((tmp_path / "pkg" / "derain_default.card.json").read_text())
+    assert list(card["compared"]) == [renamed, str(new)] and file_sha256(target) == card["sha256"] != old_sha
