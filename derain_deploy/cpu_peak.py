@@ -5,7 +5,10 @@ products). Cores come from the affinity mask, the clock from the nominal frequen
 (``cpu MHz`` on a VM, where it is the TSC rate; the highest of cpufreq's base/max where exposed),
 vector width and dot-product instructions from the feature flags, and the FMA port count from the
 vendor and width (two on Intel cores with AVX-512 or AVX2 and on AMD Zen's 256-bit pipes; Zen 4
-runs a 512-bit FMA as two halves, so the same 32 FP32 FLOP a cycle as with AVX2).
+runs a 512-bit FMA as two halves, so the same 32 FP32 FLOP a cycle as with AVX2). Zen 5, told
+from Zen 4 by AVX512_VP2INTERSECT (a KVM guest's model name may say only "AMD EPYC"), has 512-bit
+pipes on servers and desktops, 64 FP32 FLOP a cycle; its thin-laptop parts ("Ryzen AI", but not
+"Ryzen AI Max") keep the two halves.
 
 A number read from properties does not move between runs; a matmul probe does (87 to 168 GFLOP/s
 on one EPYC). Turbo clocks above the nominal frequency can make a probe exceed this peak: the
@@ -70,7 +73,8 @@ def _cpuinfo_mhz() -> float | None:
 def peak_from(model: str, flags: frozenset[str], cores: int, ghz: float, ghz_source: str) -> CpuPeak:
     """The peak for a CPU described by its model name, flags, cores and clock."""
     amd = "AMD" in model.upper()
-    if "avx512f" in flags and not amd:
+    halves = amd and not _zen5_full_width(model, flags)
+    if "avx512f" in flags and not halves:
         bits, ports = 512, 2
     elif "avx512f" in flags or "avx2" in flags or "avx" in flags:
         bits, ports = 256, 2  # AMD: 2 x 256-bit pipes, a 512-bit op takes both
@@ -92,9 +96,16 @@ def peak_from(model: str, flags: frozenset[str], cores: int, ghz: float, ghz_sou
     elif {"avx512_vnni", "avx_vnni"} & flags:
         int8 = 4 * fp32  # four u8 x s8 products per 32-bit lane
     basis = (f"{cores} cores x {ghz:.2f} GHz ({ghz_source}) x {ports} FMA ports x {lanes} FP32 lanes x 2"
-             f"{' (AMD: 512-bit ops as two 256-bit halves)' if amd and 'avx512f' in flags else ''}")
+             f"{' (AMD: 512-bit ops as two 256-bit halves)' if halves and 'avx512f' in flags else ''}")
     return CpuPeak(cores, round(ghz, 3), ghz_source, bits, ports, round(fp32, 1),
                    None if bf16 is None else round(bf16, 1), None if int8 is None else round(int8, 1), basis)
+
+
+def _zen5_full_width(model: str, flags: frozenset[str]) -> bool:
+    """Whether an AMD CPU is a Zen 5 with 512-bit FP pipes (see the module docstring)."""
+    name = model.upper()
+    laptop = "RYZEN AI" in name and "MAX" not in name
+    return "avx512_vp2intersect" in flags and "avx512f" in flags and not laptop
 
 
 def cpu_peak() -> CpuPeak:
