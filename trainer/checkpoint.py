@@ -15,7 +15,7 @@ from derain_deploy.atomic import write_atomic_with
 from derain_deploy.model import DerainNet
 from derain_deploy.weights import file_sha256
 
-from .config import Config
+from .config import Config, stages_at
 from .datasets import RainDataset
 from .errors import TrainingError
 
@@ -90,6 +90,7 @@ def checkpoint_weights(path: Path, average: bool = True) -> tuple[DerainNet, dic
 
     state = read_checkpoint(path, "checkpoint weights")
     model = DerainNet(DerainConfig.from_dict(state["config"]["model"]))
+    _refuse_untrained_stages(path, state, model.config.stages)
     if average:
         ema = state.get("ema")
         if not ema:
@@ -104,6 +105,18 @@ def checkpoint_weights(path: Path, average: bool = True) -> tuple[DerainNet, dic
         which = "raw"
     meta = {"iterations": str(int(state["iteration"])), "weights": which, "checkpoint_of": str(path)}
     return model.eval(), meta
+
+
+def _refuse_untrained_stages(path: Path, state: dict, stages: int) -> None:
+    """A run whose ``train.stage_schedule`` has not reached every stage yet has stages that never
+    trained; a weights file of it would run them."""
+    t = state["config"]["train"]
+    schedule, total, done = t.get("stage_schedule") or [], int(t["iterations"]), int(state["iteration"])
+    trained = stages_at(schedule, total, max(done - 1, 0), stages)
+    if trained < stages:
+        full = next(round(float(share) * total) for share, n in schedule if int(n) == stages)
+        raise TrainingError(f"{path}: the run had trained {trained} of its {stages} stages at iteration "
+                            f"{done}; checkpoints from iteration {full + 1} on have trained all {stages}")
 
 
 def init_from(model: DerainNet, path: Path) -> None:

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from trainer_fixtures import tiny_overrides
+from trainer_fixtures import interrupt_at, tiny_overrides
 
 from derain_deploy.weights import file_sha256, load_weights, read_metadata
+from trainer import loop
 from trainer.checkpoint import checkpoint_weights
 from trainer.config import load
-from trainer.errors import TrainingError
+from trainer.errors import TrainingError, TrainingInterruptedError
 from trainer.loop import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +78,16 @@ def test_the_script_writes_a_weights_file_and_never_overwrites(
     assert script.main([str(out / "checkpoint.pt"), str(tmp_path / "y.safetensors")]) == 2
     assert (tmp_path / "y.card.json").read_text() == "a card of someone else's"
     assert not (tmp_path / "y.safetensors").exists()
+
+
+def test_a_checkpoint_from_before_the_curriculum_reaches_every_stage_is_refused(
+        clean_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At iteration 2 of [[0, 1], [0.5, 2]] only stage 1 has trained; a 2-stage file of it would run
+    an untrained stage."""
+    monkeypatch.setattr(loop, "batch_for", interrupt_at(2, loop.batch_for))
+    with pytest.raises(TrainingInterruptedError):
+        train(load(None, tiny_overrides(clean_dir, tmp_path / "run", **{
+            "train.ema_decay": 0.5, "train.stage_schedule": "[[0.0, 1], [0.5, 2]]"})), progress=False)
+    refused = r"trained 1 of its 2 stages at iteration 2; checkpoints from iteration 4 on have trained all 2"
+    with pytest.raises(TrainingError, match=refused):
+        checkpoint_weights(tmp_path / "run" / "checkpoint.pt")
