@@ -126,6 +126,10 @@ def variants(data: Path | None, roles: bool) -> list[dict[str, object]]:
     out += [  # combinations of the single changes that helped
         {"name": "Conv only + float fs", **base, **conv, "float_layers": ("fs",)},
         {"name": "Conv only + float fs, rs", **base, **conv, "float_layers": ("fs", "rs")},
+        {"name": "8-bit weights, Conv only + float fs", **base, **conv, "float_layers": ("fs",),
+         "reduce_range": False},
+        {"name": "8-bit weights, Conv only + float fs, rs", **base, **conv, "float_layers": ("fs", "rs"),
+         "reduce_range": False},
     ]
     if data is not None:
         mixed = {"calibration": "mixed-96x128"}
