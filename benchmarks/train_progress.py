@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--baseline", type=Path, help="weights for the first row (default: the bundled ones)")
     ap.add_argument("--baseline-name", default="bundled weights")
+    ap.add_argument("--every", type=int, default=0,
+                    help="rows at multiples of this iteration only (and the last)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     try:
@@ -41,7 +43,7 @@ def main() -> None:
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"error: {e}")
     baseline = part_values(flat(evaluate(load_weights(args.baseline or default_weights_path()), items)))
-    print(markdown(curves, baseline, args.baseline_name), end="")
+    print(markdown(curves, baseline, args.baseline_name, args.every), end="")
     print(f"\n{curve['iterations']:,} iterations in {curve['wall_h']:.2f} wall hours "
           f"({curve['it_per_s']:.3f} it/s over the run)")
 

@@ -45,9 +45,10 @@ def summarize(run_dir: Path, val_file: str = "val.csv") -> dict[str, object]:
 
 
 def markdown(curves: dict[str, dict], baseline: dict[str, float] | None = None,
-             baseline_name: str = "bundled weights") -> str:
+             baseline_name: str = "bundled weights", every: int = 0) -> str:
     """One row per validation of each run (``curves``: name -> :func:`summarize`), the baseline's
-    figures on the same images first."""
+    figures on the same images first; with ``every``, only iterations that are multiples of it
+    (and each run's last)."""
     cols = list(PARTS.values())
     lines = ["| run | iteration | wall h | stages | " + " | ".join(cols) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(cols)]
@@ -59,5 +60,7 @@ def markdown(curves: dict[str, dict], baseline: dict[str, float] | None = None,
         lines.append(f"| {baseline_name} | | | 12 | {cells(baseline)} |")
     for name, r in curves.items():
         for p in r["curve"]:
+            if every and p["iteration"] % every and p is not r["curve"][-1]:
+                continue
             lines.append(f"| {name} | {p['iteration']:,} | {p['wall_h']:.2f} | {p['stages']} | {cells(p)} |")
     return "\n".join(lines) + "\n"

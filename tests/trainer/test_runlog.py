@@ -36,6 +36,9 @@ def test_summary_pairs_each_validation_with_its_wall_time(tmp_path: Path) -> Non
     assert "| v | 200 | 0.30 | 8 | 27.50 |" in table
     named = runlog.markdown({"v": s}, {"light": 30.0}, "stage-5 weights")
     assert "| stage-5 weights | | | 12 | 30.00 |" in named
+    sparse = runlog.markdown({"v": s}, every=200)  # every 200th iteration, and always the last
+    assert "| v | 100 |" not in sparse and "| v | 200 |" in sparse
+    assert "| v | 100 |" in runlog.markdown({"v": {"curve": s["curve"][:1]}}, every=200)
     _write(tmp_path / "val_ema.csv", "iteration,synthetic-light/output_psnr_y", ["200,28.0"])
     ema = runlog.summarize(tmp_path, "val_ema.csv")  # the averaged weights' curve
     assert ema["curve"] == [{"iteration": 200, "wall_h": 0.3, "stages": 8, "light": 28.0}]
