@@ -101,11 +101,15 @@ def main() -> None:
 
 
 def finish(report: dict, args: argparse.Namespace, out: Path) -> None:
-    """Install the chosen weights (which may rename a result, see ``install``), then write the report."""
-    if args.install:
+    """Install the chosen weights (which may rename a result, see ``install``), then write the
+    report; a refused install still writes it, then stops with the reason."""
+    refused = install_refusal(args.install, report) if args.install else None
+    if args.install and not refused:
         install(args.install, report, args.note)
     write_json(report, out)
     print(f"wrote {out}")
+    if refused:
+        raise SystemExit(refused)
 
 
 def judge(report: dict, baseline: Path) -> None:
@@ -144,11 +148,9 @@ SETUP_KEYS = ("config", "presets", "seed", "clean_images", "texture_images", "re
 def install(weights: Path, report: dict, notes: list[str] | None = None) -> None:
     """Copy ``weights`` into the package as the default, and write its model card; refused when
     the report's verdict on them names a reason."""
-    reasons = report["results"].get(str(weights), {}).get("verdict")
-    if reasons is None:
-        raise SystemExit(f"error: {weights} was not judged in this report")
-    if reasons:
-        raise SystemExit(f"error: not installing {weights}: " + "; ".join(reasons))
+    refused = install_refusal(weights, report)
+    if refused:
+        raise SystemExit(refused)
     model = load_weights(weights)
     target = default_weights_path()
     replaced = [k for k in report["results"] if Path(k).resolve() == target.resolve()]
@@ -168,6 +170,14 @@ def install(weights: Path, report: dict, notes: list[str] | None = None) -> None
     })
     write_json(card, card_path(target))
     print(f"installed {weights} as {target}")
+
+
+def install_refusal(weights: Path, report: dict) -> str | None:
+    """Why ``weights`` may not be installed from this report (not judged, or the verdict's reasons)."""
+    reasons = report["results"].get(str(weights), {}).get("verdict")
+    if reasons is None:
+        return f"error: {weights} was not judged in this report"
+    return f"error: not installing {weights}: " + "; ".join(reasons) if reasons else None
 
 
 def rename_result(report: dict, old: str, new: str) -> None:

@@ -83,3 +83,16 @@ def test_install_renames_the_result_of_the_default_it_replaces(tmp_path: Path, m
     assert list(report["results"]) == [renamed, str(new)] and report["baseline"] == renamed
     card = json.loads((tmp_path / "pkg" / "derain_default.card.json").read_text())
     assert list(card["compared"]) == [renamed, str(new)] and file_sha256(target) == card["sha256"] != old_sha
+
+
+def test_a_refused_install_still_writes_the_report(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    a, b = _report(tmp_path / "a.json", "old", 30.0), _report(tmp_path / "b.json", "new", 29.0)
+    out = tmp_path / "merged.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "validate_default.py"), "--reports",
+                          str(a), str(b), "--baseline", "old", "--out", str(out), "--install", "new"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode != 0 and "not installing new" in run.stderr and "Traceback" not in run.stderr
+    assert json.loads(out.read_text())["results"]["new"]["verdict"]  # the figures are kept, with why
